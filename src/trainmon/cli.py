@@ -1,0 +1,244 @@
+"""The ``trainmon`` command. Its ``--help`` is the reference."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from trainmon.client import ApiClient, ClientError
+from trainmon.local import DEFAULT_PORT, SERVER_FILE
+from trainmon.presentation import format_elapsed, format_loss, format_steps
+from trainmon.settings import Settings, build_settings, is_loopback
+
+STATUS_STYLE = {
+    "pending": "dim",
+    "queued": "dim",
+    "running": "bold cyan",
+    "completed": "green",
+    "failed": "bold red",
+    "cancelled": "yellow",
+}
+
+url_option = click.option(
+    "--url", envvar="TRAINMON_URL", default=None, help="Server URL [env TRAINMON_URL; default: "
+    "the local server]."
+)
+
+
+@contextlib.contextmanager
+def api(url: str | None) -> Iterator[ApiClient]:
+    """A client whose errors end the command with one line and exit code 1."""
+    try:
+        with ApiClient(url) as client:
+            yield client
+    except ClientError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="trainmon")
+def main() -> None:
+    """trainmon: see every training you have running, live, and cancel the bad ones."""
+
+
+def job_row(job: dict[str, Any], now: float) -> list[str]:
+    status = job["status"]
+    if job.get("cancelRequested") and status == "running":
+        status += " (cancelling)"
+    if job.get("stale"):
+        status += " (stale)"
+    return [
+        job["id"],
+        job["name"],
+        f"[{STATUS_STYLE.get(job['status'], '')}]{status}[/]",
+        f"{job['progress']:.1f}%",
+        format_steps(job.get("currentStep"), job.get("totalSteps")),
+        format_loss(job.get("currentLoss"))[0],
+        format_elapsed(job.get("startedAt"), now, job.get("finishedAt")),
+    ]
+
+
+def print_jobs(jobs: list[dict[str, Any]], console: Console) -> None:
+    table = Table(box=None, header_style="bold")
+    for column in ("ID", "NAME", "STATUS", "PROGRESS", "STEPS", "LOSS", "ELAPSED"):
+        table.add_column(column, overflow="fold")
+    now = time.time()
+    for job in jobs:
+        table.add_row(*job_row(job, now))
+    console.print(table)
+
+
+@main.command("ls")
+@click.option("--status", default=None, help="active, or one of pending, queued, running, "
+              "completed, failed, cancelled.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 500))
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
+@url_option
+def ls_command(status: str | None, limit: int, as_json: bool, url: str | None) -> None:
+    """List jobs, newest first."""
+    params: dict[str, Any] = {"limit": limit}
+    if status:
+        params["status"] = status
+    with api(url) as client:
+        page = client.json("GET", "/api/training/jobs", params=params)
+    if as_json:
+        click.echo(json.dumps(page, indent=2))
+        return
+    if not page["jobs"]:
+        click.echo("No jobs. Start one with: trainmon run -- python train.py")
+        return
+    console = Console()
+    print_jobs(page["jobs"], console)
+    if page["total"] > len(page["jobs"]):
+        console.print(f"[dim]{len(page['jobs'])} of {page['total']} jobs shown[/]")
+
+
+@main.command("status")
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
+@url_option
+def status_command(job_id: str, as_json: bool, url: str | None) -> None:
+    """Show one job."""
+    with api(url) as client:
+        job = client.json("GET", f"/api/training/jobs/{job_id}")
+    if as_json:
+        click.echo(json.dumps(job, indent=2))
+        return
+    console = Console()
+    print_jobs([job], console)
+    if job.get("error"):
+        console.print(f"[red]error:[/] {job['error']}", markup=True, highlight=False)
+
+
+@main.command("cancel")
+@click.argument("job_id")
+@url_option
+def cancel_command(job_id: str, url: str | None) -> None:
+    """Cancel a job: a pending or queued one ends at once, a running one is stopped."""
+    with api(url) as client:
+        job = client.json("POST", f"/api/training/jobs/{job_id}/cancel")
+    if job["status"] == "cancelled":
+        click.echo(f"{job_id} cancelled")
+    else:
+        click.echo(f"{job_id}: cancel requested; the training is being stopped")
+
+
+@main.command("sync")
+@url_option
+def sync_command(url: str | None) -> None:
+    """Upload points that training scripts could not deliver (kept in the journal)."""
+    from trainmon.local import read_token, server_url
+    from trainmon.sdk.journal import sync_pending
+
+    summary = sync_pending(url or server_url(), read_token())
+    click.echo(str(summary))
+
+
+def write_server_file(settings: Settings) -> None:
+    """Let local clients find a server started on a non-default port."""
+    path = settings.data_dir / SERVER_FILE
+    with contextlib.suppress(OSError):
+        path.write_text(json.dumps({"url": settings.url, "pid": os.getpid()}))
+
+
+def serve(settings: Settings, on_ready: Callable[[], None] | None = None) -> None:
+    """Run the server in this process until interrupted."""
+    import uvicorn
+
+    from trainmon.server.app import create_app
+
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
+        timeout_graceful_shutdown=3, server_header=False,
+    )
+    server = uvicorn.Server(config)
+    original_startup = server.startup
+
+    async def startup(sockets: Any = None) -> None:
+        await original_startup(sockets)
+        if server.started:
+            write_server_file(settings)
+            click.echo(f"trainmon is serving the dashboard at {settings.url}/", err=False)
+            if settings.reads_need_token:
+                click.echo(
+                    f"bound to {settings.host}: reads need the token too "
+                    f"(the page asks for it once; it is in {settings.data_dir / 'token'})"
+                )
+            if on_ready is not None:
+                on_ready()
+
+    server.startup = startup  # type: ignore[method-assign]
+    server.run()
+
+
+def serve_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("--host", default=None, help="Address to bind [env TRAINMON_HOST; default "
+                     "127.0.0.1]. Beyond loopback, reads need the token too."),
+        click.option("--port", type=click.IntRange(0, 65535), default=None,
+                     help=f"Port [env TRAINMON_PORT; default {DEFAULT_PORT}]."),
+        click.option("--db", default=None, help="Database URL (sqlite:///path or "
+                     "postgresql+psycopg://...) [env TRAINMON_DATABASE_URL; default: SQLite in "
+                     "the data directory]."),
+        click.option("--allowed-host", "allowed_hosts", multiple=True,
+                     help="Extra Host header name to answer to (repeatable)."),
+        click.option("--max-concurrent", type=click.IntRange(1, 1024), default=None,
+                     help="Jobs the local executor runs at once [default: GPUs, else 1]."),
+        click.option("--heartbeat-interval", type=click.FloatRange(0.1, 3600), default=None,
+                     help="Seconds between reporter heartbeats; two missed = stale [10]."),
+        click.option("--lost-contact-timeout", type=click.FloatRange(0.5, 86400), default=None,
+                     help="Seconds of silence before a running job fails [60]."),
+        click.option("--executor/--no-executor", "run_executor", default=True,
+                     help="Run queued jobs here (off: monitor only, e.g. a second replica)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def settings_from_options(**options: Any) -> Settings:
+    return build_settings(
+        host=options["host"],
+        port=options["port"],
+        db=options["db"],
+        allowed_hosts=tuple(options["allowed_hosts"]),
+        heartbeat_interval=options["heartbeat_interval"],
+        lost_contact_timeout=options["lost_contact_timeout"],
+        max_concurrent=options["max_concurrent"],
+        run_executor=options["run_executor"],
+    )
+
+
+@main.command("serve")
+@serve_options
+def serve_command(**options: Any) -> None:
+    """Serve the dashboard and the API, and run queued jobs."""
+    settings = settings_from_options(**options)
+    if not is_loopback(settings.host):
+        click.echo(f"warning: binding {settings.host}; anyone who can reach it needs the token")
+    serve(settings)
+
+
+def _register_plugins() -> None:
+    """The runner's commands live with the runner."""
+    with contextlib.suppress(ImportError):
+        from trainmon.runner.commands import demo_command, logs_command, run_command
+
+        main.add_command(run_command, "run")
+        main.add_command(logs_command, "logs")
+        main.add_command(demo_command, "demo")
+
+
+_register_plugins()
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""Job statuses and the state machine. Pure: no I/O, no clock."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+
+from trainmon.errors import Conflict
+
+
+class JobStatus(str, Enum):
+    PENDING = "pending"
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_active(self) -> bool:
+        return self in ACTIVE
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL
+
+
+ACTIVE = frozenset({JobStatus.PENDING, JobStatus.QUEUED, JobStatus.RUNNING})
+TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+# Every legal move. A script that reports on its own goes pending -> running directly.
+TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.PENDING: frozenset(
+        {JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED}
+    ),
+    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED}),
+    JobStatus.RUNNING: frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}),
+    JobStatus.COMPLETED: frozenset(),
+    JobStatus.FAILED: frozenset(),
+    JobStatus.CANCELLED: frozenset(),
+}
+
+
+def can_transition(current: JobStatus, target: JobStatus) -> bool:
+    return target in TRANSITIONS[current]
+
+
+def check_transition(current: JobStatus, target: JobStatus) -> None:
+    """Raise ``Conflict`` unless ``current -> target`` is legal."""
+    if not can_transition(current, target):
+        if current.is_terminal:
+            raise Conflict(f"job is already {current.value}; it cannot become {target.value}")
+        raise Conflict(f"a {current.value} job cannot become {target.value}")
+
+
+def parse_status_filter(value: str | None) -> frozenset[JobStatus] | None:
+    """``None`` for no filter, ``active`` for the active set, else one status; ``ValueError``."""
+    if value is None or value == "":
+        return None
+    if value == "active":
+        return ACTIVE
+    try:
+        return frozenset({JobStatus(value)})
+    except ValueError:
+        allowed = ", ".join(["active", *(s.value for s in JobStatus)])
+        raise ValueError(f"unknown status {value!r}; use one of: {allowed}") from None
+
+
+def derive_progress(current_step: int | None, total_steps: int | None) -> float | None:
+    """Percent done from steps, clamped to 0-100; ``None`` when it cannot be known."""
+    if current_step is None or not total_steps or total_steps <= 0:
+        return None
+    return max(0.0, min(100.0, 100.0 * current_step / total_steps))
+
+
+def is_stale(
+    status: JobStatus, last_seen: float | None, now: float, heartbeat_interval: float
+) -> bool:
+    """A running job whose reporter has missed two heartbeats."""
+    if status is not JobStatus.RUNNING or last_seen is None:
+        return False
+    return now - last_seen > 2 * heartbeat_interval
+
+
+# JSON has no NaN or infinities; a diverged loss travels as these strings.
+_SPECIAL_OUT = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+_SPECIAL_IN = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def float_to_json(value: float | None) -> float | str | None:
+    if value is None:
+        return None
+    if math.isfinite(value):
+        return value
+    return _SPECIAL_OUT[repr(value)]
+
+
+def float_from_json(value: object) -> float | None:
+    """Accept a JSON number or one of the special strings; ``ValueError`` otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not a boolean")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and value in _SPECIAL_IN:
+        return _SPECIAL_IN[value]
+    raise ValueError('must be a number or one of "NaN", "Infinity", "-Infinity"')
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """What the local executor runs for a job."""
+
+    argv: tuple[str, ...]
+    cwd: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One stored job. Times are Unix seconds (UTC); the API renders them as ISO 8601."""
+
+    id: str
+    name: str
+    status: JobStatus
+    created_at: float
+    updated_at: float
+    current_step: int | None = None
+    total_steps: int | None = None
+    current_loss: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    started_at: float | None = None
+    finished_at: float | None = None
+    last_seen_at: float | None = None
+    cancel_requested: bool = False
+    exit_code: int | None = None
+    error: str | None = None
+    end_reason: str | None = None  # how the process ended: exit code, or signal and grace
+    executor: str = "sdk"
+    config: dict[str, object] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    command: Command | None = None
+    grace_seconds: float = 10.0
+    supervisor_pid: int | None = None
+    supervisor_start: int | None = None  # /proc start time, so a reused PID is not taken for it
+    sdk_attached: bool = False  # once an SDK reports, parsed tqdm output is ignored
+
+    @property
+    def progress(self) -> float:
+        # A loop reporting steps 0..n-1 has done all n when it completes.
+        if self.status is JobStatus.COMPLETED:
+            return 100.0
+        return derive_progress(self.current_step, self.total_steps) or 0.0

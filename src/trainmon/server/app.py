@@ -1,0 +1,130 @@
+"""The app factory. Nothing is created at import: the store, bus, service and executor are
+made in the lifespan and hang off ``app.state``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from functools import cache
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader
+from starlette.concurrency import run_in_threadpool
+
+from trainmon.models import Job
+from trainmon.server.errors import install_error_handlers
+from trainmon.server.events import EventBus
+from trainmon.server.middleware import GuardMiddleware
+from trainmon.server.routes import auth, health, jobs
+from trainmon.server.schemas import job_to_api
+from trainmon.service import JobService
+from trainmon.settings import Settings
+from trainmon.store import Store
+
+HERE = Path(__file__).parent
+STATIC_DIR = HERE / "static"
+TEMPLATES_DIR = HERE / "templates"
+
+
+@cache
+def _asset_version(path: str) -> str:
+    try:
+        return hashlib.sha256((STATIC_DIR / path).read_bytes()).hexdigest()[:10]
+    except OSError:
+        return "0"
+
+
+def static_url(path: str) -> str:
+    """Cache-busting URL of a packaged asset: changes whenever the file does."""
+    return f"/static/{path}?v={_asset_version(path)}"
+
+
+def make_templates() -> Jinja2Templates:
+    # Autoescape everything, whatever the file name: Starlette's default only covers .html.
+    env = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=True)
+    env.globals["static_url"] = static_url
+    return Jinja2Templates(env=env)
+
+
+def _publisher(bus: EventBus, service: JobService) -> Callable[[Job], None]:
+    def publish(job: Job) -> None:
+        bus.publish(job_to_api(job, stale=service.is_stale(job, service.clock())))
+
+    return publish
+
+
+async def _watch_liveness(service: JobService, started: float, period: float) -> None:
+    """Fail jobs that lost contact, and tell viewers when a running job turns stale."""
+    stale: set[str] = set()
+    while True:
+        await asyncio.sleep(period)
+        with contextlib.suppress(Exception):  # a database hiccup must not end the watcher
+            await run_in_threadpool(service.reap_lost_contact, started)
+            running = await run_in_threadpool(service.running_jobs)
+            now = service.clock()
+            flagged = {job.id for job in running if service.is_stale(job, now)}
+            for job in running:
+                if (job.id in flagged) != (job.id in stale) and service.on_change:
+                    service.on_change(job)
+            stale = flagged
+
+
+def create_app(settings: Settings, *, start_executor: bool | None = None) -> FastAPI:
+    run_executor = settings.run_executor if start_executor is None else start_executor
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = Store(settings.database_url)
+        await run_in_threadpool(store.migrate)
+        bus = EventBus(asyncio.get_running_loop())
+        service = JobService(
+            store,
+            heartbeat_interval=settings.heartbeat_interval,
+            lost_contact_timeout=settings.lost_contact_timeout,
+        )
+        service.on_change = _publisher(bus, service)
+        app.state.store, app.state.bus, app.state.service = store, bus, service
+        executor = None
+        if run_executor:
+            from trainmon.runner.scheduler import LocalExecutor
+
+            executor = LocalExecutor(
+                service,
+                data_dir=settings.data_dir,
+                server_url=settings.url,
+                token=settings.token,
+                max_concurrent=settings.max_concurrent,
+            )
+            executor.start()
+        period = max(0.2, min(1.0, settings.heartbeat_interval / 4))
+        watcher = asyncio.create_task(_watch_liveness(service, time.time(), period))
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            if executor is not None:
+                await run_in_threadpool(executor.stop)
+            store.dispose()
+
+    app = FastAPI(
+        title="trainmon",
+        summary="Real-time monitor and runner for ML training jobs",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.templates = make_templates()
+    install_error_handlers(app)
+    for router in (health.router, jobs.router, auth.router):
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
+    app.add_middleware(
+        GuardMiddleware, host_names=settings.host_names(), max_body=settings.max_body_bytes
+    )
+    return app

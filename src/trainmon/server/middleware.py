@@ -1,0 +1,98 @@
+"""ASGI middleware: refuse foreign Host headers (DNS rebinding), cap request bodies, and add
+security headers. Plain ASGI so that a refused request costs no body read."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from trainmon.errors import BadRequest, PayloadTooLarge, TrainmonError
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+# FastAPI's interactive docs load their own scripts; they get no CSP of ours.
+DOCS_PATHS = ("/docs", "/redoc")
+
+
+def host_without_port(host: str) -> str:
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[: host.find("]") + 1] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+async def send_error(send: Send, error: TrainmonError) -> None:
+    body = json.dumps(error.to_json()).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": error.status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class GuardMiddleware:
+    def __init__(self, app: ASGIApp, *, host_names: frozenset[str], max_body: int) -> None:
+        self.app = app
+        self.host_names = host_names
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        host = host_without_port(headers.get("host", ""))
+        if host not in self.host_names:
+            await send_error(send, BadRequest(f"unknown Host header {host!r}: request refused"))
+            return
+        declared = headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
+            await send_error(send, PayloadTooLarge(f"request body over {self.max_body} bytes"))
+            return
+        await self.app(scope, self._capped(receive, send), self._with_headers(scope, send))
+
+    def _capped(self, receive: Receive, send: Send) -> Receive:
+        """Count streamed (chunked) bodies too; stop reading at the cap."""
+        seen = 0
+
+        async def wrapped() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body:
+                    raise PayloadTooLarge(f"request body over {self.max_body} bytes")
+            return message
+
+        return wrapped
+
+    def _with_headers(self, scope: Scope, send: Send) -> Send:
+        is_docs = str(scope.get("path", "")).startswith(DOCS_PATHS)
+
+        async def wrapped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                extra: list[tuple[bytes, bytes]] = [
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"no-referrer"),
+                    (b"x-frame-options", b"DENY"),
+                ]
+                if not is_docs:
+                    extra.append((b"content-security-policy", CSP.encode()))
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        return wrapped
+
+

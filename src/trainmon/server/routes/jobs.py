@@ -1,0 +1,99 @@
+"""The job API: parse, call the service, serialise. Paths fixed by docs/API.md."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+
+from trainmon.errors import ValidationFailed
+from trainmon.models import Job, float_to_json, parse_status_filter
+from trainmon.reporting import LOSS
+from trainmon.server.deps import ReadAccess, ServiceDep, WriteAccess
+from trainmon.server.schemas import JobCreateIn, ProgressIn, iso, job_to_api, scalars_to_json
+from trainmon.service import JobService
+
+router = APIRouter(prefix="/api/training", tags=["jobs"], dependencies=[ReadAccess])
+
+Limit = Annotated[int, Query(ge=1, le=500, description="page size, at most 500")]
+
+
+def render(service: JobService, job: Job) -> dict[str, Any]:
+    return job_to_api(job, stale=service.is_stale(job, service.clock()))
+
+
+@router.get("/jobs")
+def list_jobs(
+    service: ServiceDep,
+    status: Annotated[str | None, Query(description="active, or one status")] = None,
+    limit: Limit = 100,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> dict[str, Any]:
+    try:
+        statuses = parse_status_filter(status)
+    except ValueError as exc:
+        raise ValidationFailed(str(exc), field="status") from None
+    page = service.list_jobs(statuses, limit, cursor)
+    return {
+        "jobs": [render(service, job) for job in page.jobs],
+        "total": page.total,
+        "nextCursor": page.next_cursor,
+    }
+
+
+@router.get("/status")
+def job_status(service: ServiceDep, job_id: Annotated[str, Query(max_length=200)]) -> dict[str, Any]:
+    return render(service, service.get_job(job_id))
+
+
+@router.get("/jobs/{job_id}")
+def get_job(service: ServiceDep, job_id: str) -> dict[str, Any]:
+    return render(service, service.get_job(job_id))
+
+
+@router.post("/jobs", status_code=201, dependencies=[WriteAccess])
+def create_job(service: ServiceDep, body: JobCreateIn, response: Response) -> dict[str, Any]:
+    job, created = service.create_job(body.to_spec())
+    if not created:
+        response.status_code = 200
+    return render(service, job)
+
+
+@router.post("/jobs/{job_id}/cancel", dependencies=[WriteAccess])
+def cancel_job(service: ServiceDep, job_id: str) -> dict[str, Any]:
+    return render(service, service.cancel(job_id))
+
+
+@router.post("/jobs/{job_id}/progress", dependencies=[WriteAccess])
+def report_progress(service: ServiceDep, job_id: str, body: ProgressIn) -> dict[str, Any]:
+    result = service.report(job_id, body.to_report(service.clock()))
+    return {
+        "applied": result.applied,
+        "cancelRequested": result.job.cancel_requested,
+        "status": result.job.status.value,
+    }
+
+
+@router.get("/jobs/{job_id}/metrics")
+def job_metrics(
+    service: ServiceDep,
+    job_id: str,
+    limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
+    after: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
+) -> dict[str, Any]:
+    found = service.points(job_id, after, limit)
+    return {
+        "jobId": job_id,
+        "points": [
+            {
+                "seq": p.seq,
+                "step": p.step,
+                "time": p.time,
+                "at": iso(p.time),
+                "loss": float_to_json(p.values.get(LOSS)),
+                "metrics": scalars_to_json({k: v for k, v in p.values.items() if k != LOSS}),
+            }
+            for p in found
+        ],
+        "nextAfter": found[-1].seq if len(found) == limit else None,
+    }

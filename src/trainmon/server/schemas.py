@@ -1,0 +1,178 @@
+"""Request bodies (Pydantic) and the job's JSON shape. Converts to and from the service's
+plain dataclasses; nothing here touches the database."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic.alias_generators import to_camel
+
+from trainmon.models import Command, Job, JobStatus, float_from_json, float_to_json
+from trainmon.reporting import LOSS, Point, ProgressReport
+from trainmon.service import JobCreate
+
+MAX_STEP = 2**63 - 1
+MAX_POINTS = 100_000
+MAX_METRICS = 200
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+MetricKey = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+Step = Annotated[int, Field(ge=0, le=MAX_STEP)]
+JobId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{5,63}$")]
+Reporter = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+ErrorText = Annotated[str, StringConstraints(max_length=20_000)]
+# A number, or the strings JSON uses for what it cannot spell (float() reads all three).
+Scalar = float | Literal["NaN", "Infinity", "-Infinity"]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+def to_float(value: Scalar | None) -> float | None:
+    return float_from_json(value)
+
+
+class CommandIn(Body):
+    argv: list[Annotated[str, StringConstraints(max_length=10_000)]] = Field(
+        min_length=1, max_length=1_000
+    )
+    cwd: Annotated[str, StringConstraints(max_length=4_096)] | None = None
+    env: dict[Annotated[str, StringConstraints(min_length=1, max_length=256)], str] = Field(
+        default_factory=dict, max_length=500
+    )
+
+    @field_validator("argv")
+    @classmethod
+    def _program_named(cls, argv: list[str]) -> list[str]:
+        if not argv[0]:
+            raise ValueError("the program name is empty")
+        return argv
+
+
+class JobCreateIn(Body):
+    name: Name
+    total_steps: Annotated[int, Field(gt=0, le=MAX_STEP)] | None = None
+    config: dict[str, Any] = Field(default_factory=dict, max_length=1_000)
+    tags: list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] = Field(
+        default_factory=list, max_length=100
+    )
+    id: JobId | None = None
+    command: CommandIn | None = None
+    grace_seconds: Annotated[float, Field(ge=0, le=3_600)] = 10.0
+
+    @field_validator("config")
+    @classmethod
+    def _config_is_plain_json(cls, config: dict[str, Any]) -> dict[str, Any]:
+        try:
+            text = json.dumps(config, allow_nan=False)
+        except ValueError:
+            raise ValueError("config must not hold NaN or Infinity") from None
+        if len(text) > 64 * 1024:
+            raise ValueError("config is larger than 64 KiB")
+        return config
+
+    def to_spec(self) -> JobCreate:
+        command = None
+        if self.command is not None:
+            command = Command(tuple(self.command.argv), self.command.cwd, dict(self.command.env))
+        return JobCreate(
+            name=self.name,
+            total_steps=self.total_steps,
+            config=self.config,
+            tags=tuple(self.tags),
+            id=self.id,
+            command=command,
+            grace_seconds=self.grace_seconds,
+        )
+
+
+class PointIn(Body):
+    step: Step | None = None
+    time: Annotated[float, Field(ge=0, le=1e11, allow_inf_nan=False)] | None = None
+    loss: Scalar | None = None
+    metrics: dict[MetricKey, Scalar] | None = Field(default=None, max_length=MAX_METRICS)
+
+
+class ProgressIn(Body):
+    reporter: Reporter = "default"
+    seq: Step
+    points: list[PointIn] = Field(default_factory=list, max_length=MAX_POINTS)
+    status: Literal["running", "completed", "failed", "cancelled"] | None = None
+    error: ErrorText | None = None
+    exit_code: Annotated[int, Field(ge=-(2**31), le=2**31 - 1)] | None = None
+    end_reason: Annotated[str, StringConstraints(max_length=1_000)] | None = None
+    current_step: Step | None = None
+    total_steps: Annotated[int, Field(gt=0, le=MAX_STEP)] | None = None
+    loss: Scalar | None = None
+    source: Literal["sdk", "output"] = "sdk"
+
+    def to_report(self, now: float) -> ProgressReport:
+        points = []
+        for p in self.points:
+            values: dict[str, float] = {}
+            if p.metrics:
+                values = {k: float(v) for k, v in p.metrics.items()}
+            if p.loss is not None:
+                values[LOSS] = float(p.loss)
+            points.append(Point(p.step, p.time if p.time is not None else now, values))
+        return ProgressReport(
+            reporter=self.reporter,
+            seq=self.seq,
+            points=points,
+            status=JobStatus(self.status) if self.status else None,
+            error=self.error,
+            exit_code=self.exit_code,
+            end_reason=self.end_reason,
+            current_step=self.current_step,
+            total_steps=self.total_steps,
+            loss=to_float(self.loss),
+            source=self.source,
+        )
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None or not math.isfinite(ts):
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds").replace(
+        "+00:00", "Z"
+    )
+
+
+def scalars_to_json(values: dict[str, float]) -> dict[str, float | str | None]:
+    return {k: float_to_json(v) for k, v in values.items()}
+
+
+def job_to_api(job: Job, *, stale: bool = False) -> dict[str, Any]:
+    command = None
+    if job.command is not None:
+        command = {"argv": list(job.command.argv), "cwd": job.command.cwd, "env": job.command.env}
+    return {
+        "id": job.id,
+        "name": job.name,
+        "status": job.status.value,
+        "progress": round(job.progress, 3),
+        "currentStep": job.current_step,
+        "totalSteps": job.total_steps,
+        "currentLoss": float_to_json(job.current_loss),
+        "metrics": scalars_to_json(job.metrics),
+        "createdAt": iso(job.created_at),
+        "startedAt": iso(job.started_at),
+        "finishedAt": iso(job.finished_at),
+        "updatedAt": iso(job.updated_at),
+        "lastSeenAt": iso(job.last_seen_at),
+        "stale": stale,
+        "cancelRequested": job.cancel_requested,
+        "exitCode": job.exit_code,
+        "error": job.error,
+        "endReason": job.end_reason,
+        "executor": job.executor,
+        "config": job.config,
+        "tags": list(job.tags),
+        "command": command,
+        "graceSeconds": job.grace_seconds,
+    }

@@ -1,0 +1,249 @@
+"""SQL for jobs, points and batches. Knows SQL, nothing of HTTP or of the state machine."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from trainmon.models import Command, Job, JobStatus
+from trainmon.store.engine import is_sqlite, make_engine
+from trainmon.store.migrations import upgrade
+from trainmon.store.tables import batches, jobs, points
+
+
+@dataclass(frozen=True, slots=True)
+class PointRow:
+    step: int | None
+    time: float
+    values: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPoint:
+    seq: int  # the point's row id: a cursor for reading history in pages
+    step: int | None
+    time: float
+    values: dict[str, float]
+
+
+def float_to_text(value: float | None) -> str | None:
+    return None if value is None else repr(value)
+
+
+def text_to_float(value: str | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _json_loads(text: str | None, default: Any) -> Any:
+    return default if text is None else json.loads(text)
+
+
+def row_to_job(row: Mapping[str, Any]) -> Job:
+    command = _json_loads(row["command"], None)
+    return Job(
+        id=row["id"],
+        name=row["name"],
+        status=JobStatus(row["status"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        last_seen_at=row["last_seen_at"],
+        current_step=row["current_step"],
+        total_steps=row["total_steps"],
+        current_loss=text_to_float(row["current_loss"]),
+        metrics=_json_loads(row["metrics"], {}),
+        cancel_requested=bool(row["cancel_requested"]),
+        exit_code=row["exit_code"],
+        error=row["error"],
+        end_reason=row["end_reason"],
+        executor=row["executor"],
+        config=_json_loads(row["config"], {}),
+        tags=tuple(_json_loads(row["tags"], [])),
+        command=None
+        if command is None
+        else Command(argv=tuple(command["argv"]), cwd=command.get("cwd"), env=command["env"]),
+        grace_seconds=row["grace_seconds"],
+        supervisor_pid=row["supervisor_pid"],
+        supervisor_start=row["supervisor_start"],
+        sdk_attached=bool(row["sdk_attached"]),
+    )
+
+
+def job_to_row(job: Job) -> dict[str, Any]:
+    command = None
+    if job.command is not None:
+        command = json.dumps(
+            {"argv": list(job.command.argv), "cwd": job.command.cwd, "env": job.command.env}
+        )
+    return {
+        "id": job.id,
+        "name": job.name,
+        "status": job.status.value,
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "last_seen_at": job.last_seen_at,
+        "current_step": job.current_step,
+        "total_steps": job.total_steps,
+        "current_loss": float_to_text(job.current_loss),
+        "metrics": json.dumps(job.metrics),
+        "cancel_requested": job.cancel_requested,
+        "exit_code": job.exit_code,
+        "error": job.error,
+        "end_reason": job.end_reason,
+        "executor": job.executor,
+        "config": json.dumps(job.config),
+        "tags": json.dumps(list(job.tags)),
+        "command": command,
+        "grace_seconds": job.grace_seconds,
+        "supervisor_pid": job.supervisor_pid,
+        "supervisor_start": job.supervisor_start,
+        "sdk_attached": job.sdk_attached,
+    }
+
+
+class Store:
+    """Owns the engines. ``write()`` gives one transaction; reads use their own engine so that,
+    on SQLite, they never wait for the write lock."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: Engine = make_engine(url)
+        self._reader: Engine = make_engine(url, writer=False) if is_sqlite(self.engine) else (
+            self.engine
+        )
+        self.dialect = self.engine.dialect.name
+
+    def migrate(self) -> int:
+        return upgrade(self.engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+        self._reader.dispose()
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self._reader.connect() as conn:
+            yield conn
+
+    # -- jobs ---------------------------------------------------------------------------
+
+    def insert_job(self, conn: Connection, job: Job) -> None:
+        conn.execute(jobs.insert().values(**job_to_row(job)))
+
+    def get_job(self, conn: Connection, job_id: str, *, lock: bool = False) -> Job | None:
+        query = select(jobs).where(jobs.c.id == job_id)
+        if lock and self.dialect == "postgresql":
+            query = query.with_for_update()
+        row = conn.execute(query).mappings().first()
+        return None if row is None else row_to_job(row)
+
+    def save_job(self, conn: Connection, job: Job) -> None:
+        row = job_to_row(job)
+        del row["id"]
+        conn.execute(update(jobs).where(jobs.c.id == job.id).values(**row))
+
+    def list_jobs(
+        self,
+        conn: Connection,
+        statuses: frozenset[JobStatus] | None,
+        limit: int,
+        after: tuple[float, str] | None,
+    ) -> tuple[list[Job], int]:
+        """Newest first, keyset-paginated after ``(created_at, id)``; also the filtered total."""
+        condition = (
+            jobs.c.status.in_([s.value for s in statuses]) if statuses is not None else None
+        )
+        total_query = select(func.count()).select_from(jobs)
+        query = select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(limit)
+        if condition is not None:
+            total_query = total_query.where(condition)
+            query = query.where(condition)
+        if after is not None:
+            created, job_id = after
+            query = query.where(
+                or_(
+                    jobs.c.created_at < created,
+                    and_(jobs.c.created_at == created, jobs.c.id < job_id),
+                )
+            )
+        found = [row_to_job(r) for r in conn.execute(query).mappings()]
+        return found, int(conn.execute(total_query).scalar_one())
+
+    def jobs_in(
+        self,
+        conn: Connection,
+        status: JobStatus,
+        *,
+        executor: str | None = None,
+        limit: int | None = None,
+    ) -> list[Job]:
+        """Jobs in one status, oldest first (the order the executor starts them in)."""
+        query = select(jobs).where(jobs.c.status == status.value)
+        if executor is not None:
+            query = query.where(jobs.c.executor == executor)
+        query = query.order_by(jobs.c.created_at, jobs.c.id).limit(limit)
+        return [row_to_job(r) for r in conn.execute(query).mappings()]
+
+    def count_in(self, conn: Connection, status: JobStatus, *, executor: str) -> int:
+        query = select(func.count()).select_from(jobs)
+        query = query.where(jobs.c.status == status.value, jobs.c.executor == executor)
+        return int(conn.execute(query).scalar_one())
+
+    def finished_since(self, conn: Connection, since: float) -> list[Job]:
+        query = select(jobs).where(jobs.c.finished_at >= since).order_by(jobs.c.finished_at.desc())
+        return [row_to_job(r) for r in conn.execute(query).mappings()]
+
+    # -- batches and points -------------------------------------------------------------
+
+    def claim_batch(self, conn: Connection, job_id: str, reporter: str, seq: int) -> bool:
+        """Record ``(job, reporter, seq)``; False when it was already applied."""
+        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        stmt = dialect_insert(batches).values(job_id=job_id, reporter=reporter, seq=seq)
+        result = conn.execute(stmt.on_conflict_do_nothing())
+        return bool(result.rowcount)
+
+    def insert_points(self, conn: Connection, job_id: str, rows: Sequence[PointRow]) -> None:
+        if not rows:
+            return
+        # allow_nan: JSON's NaN/Infinity literals survive a round trip through json.loads.
+        dumps = json.JSONEncoder(allow_nan=True, separators=(",", ":")).encode
+        conn.execute(
+            points.insert(),
+            [
+                {"job_id": job_id, "step": r.step, "time": r.time, "values": dumps(r.values)}
+                for r in rows
+            ],
+        )
+
+    def read_points(
+        self, conn: Connection, job_id: str, after: int | None, limit: int
+    ) -> list[StoredPoint]:
+        query = select(points.c.id, points.c.step, points.c.time, points.c["values"]).where(
+            points.c.job_id == job_id
+        )
+        if after is not None:
+            query = query.where(points.c.id > after)
+        query = query.order_by(points.c.id).limit(limit)
+        return [
+            StoredPoint(seq=r[0], step=r[1], time=r[2], values=json.loads(r[3]))
+            for r in conn.execute(query)
+        ]
+
+    def count_points(self, conn: Connection, job_id: str) -> int:
+        query = select(func.count()).select_from(points).where(points.c.job_id == job_id)
+        return int(conn.execute(query).scalar_one())
+

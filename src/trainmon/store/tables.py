@@ -1,0 +1,82 @@
+"""The schema. Floats that may be NaN or infinite (loss, metrics) are kept as text: SQLite turns
+NaN into NULL, and a diverged loss is data we must return as it came."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+# SQLite only auto-increments a column typed exactly INTEGER.
+BigIntId = BigInteger().with_variant(Integer(), "sqlite")
+
+schema_version = Table(
+    "trainmon_schema",
+    metadata,
+    Column("version", Integer, primary_key=True),
+    Column("applied_at", Float, nullable=False),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    Column("last_seen_at", Float),
+    Column("current_step", BigInteger),
+    Column("total_steps", BigInteger),
+    Column("current_loss", Text),
+    Column("metrics", Text, nullable=False, default="{}"),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+    Column("exit_code", Integer),
+    Column("error", Text),
+    Column("end_reason", Text),
+    Column("executor", String(16), nullable=False),
+    Column("config", Text, nullable=False, default="{}"),
+    Column("tags", Text, nullable=False, default="[]"),
+    Column("command", Text),
+    Column("grace_seconds", Float, nullable=False, default=10.0),
+    Column("supervisor_pid", Integer),
+    Column("supervisor_start", BigInteger),
+    Column("sdk_attached", Boolean, nullable=False, default=False),
+)
+Index("ix_jobs_created", jobs.c.created_at, jobs.c.id)
+Index("ix_jobs_status_created", jobs.c.status, jobs.c.created_at)
+
+points = Table(
+    "points",
+    metadata,
+    Column("id", BigIntId, primary_key=True, autoincrement=True),
+    Column("job_id", String(64), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("step", BigInteger),
+    Column("time", Float, nullable=False),
+    # {"loss": x, "<name>": y, ...} as JSON text; NaN and infinities as JSON's NaN/Infinity.
+    Column("values", Text, nullable=False),
+)
+Index("ix_points_job", points.c.job_id, points.c.id)
+
+# One row per applied progress batch: a resent batch finds its row and is skipped.
+batches = Table(
+    "batches",
+    metadata,
+    Column("job_id", String(64), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("reporter", String(64), primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+)
