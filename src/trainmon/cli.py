@@ -28,8 +28,10 @@ STATUS_STYLE = {
 }
 
 url_option = click.option(
-    "--url", envvar="TRAINMON_URL", default=None, help="Server URL [env TRAINMON_URL; default: "
-    "the local server]."
+    "--url",
+    envvar="TRAINMON_URL",
+    default=None,
+    help="Server URL [env TRAINMON_URL; default: the local server].",
 )
 
 
@@ -77,8 +79,11 @@ def print_jobs(jobs: list[dict[str, Any]], console: Console) -> None:
 
 
 @main.command("ls")
-@click.option("--status", default=None, help="active, or one of pending, queued, running, "
-              "completed, failed, cancelled.")
+@click.option(
+    "--status",
+    default=None,
+    help="active, or one of pending, queued, running, completed, failed, cancelled.",
+)
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 500))
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
 @url_option
@@ -157,8 +162,13 @@ def serve(settings: Settings, on_ready: Callable[[], None] | None = None) -> Non
 
     app = create_app(settings)
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
-        timeout_graceful_shutdown=3, server_header=False,
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=3,
+        server_header=False,
     )
     server = uvicorn.Server(config)
     original_startup = server.startup
@@ -182,23 +192,55 @@ def serve(settings: Settings, on_ready: Callable[[], None] | None = None) -> Non
 
 def serve_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
-        click.option("--host", default=None, help="Address to bind [env TRAINMON_HOST; default "
-                     "127.0.0.1]. Beyond loopback, reads need the token too."),
-        click.option("--port", type=click.IntRange(0, 65535), default=None,
-                     help=f"Port [env TRAINMON_PORT; default {DEFAULT_PORT}]."),
-        click.option("--db", default=None, help="Database URL (sqlite:///path or "
-                     "postgresql+psycopg://...) [env TRAINMON_DATABASE_URL; default: SQLite in "
-                     "the data directory]."),
-        click.option("--allowed-host", "allowed_hosts", multiple=True,
-                     help="Extra Host header name to answer to (repeatable)."),
-        click.option("--max-concurrent", type=click.IntRange(1, 1024), default=None,
-                     help="Jobs the local executor runs at once [default: GPUs, else 1]."),
-        click.option("--heartbeat-interval", type=click.FloatRange(0.1, 3600), default=None,
-                     help="Seconds between reporter heartbeats; two missed = stale [10]."),
-        click.option("--lost-contact-timeout", type=click.FloatRange(0.5, 86400), default=None,
-                     help="Seconds of silence before a running job fails [60]."),
-        click.option("--executor/--no-executor", "run_executor", default=True,
-                     help="Run queued jobs here (off: monitor only, e.g. a second replica)."),
+        click.option(
+            "--host",
+            default=None,
+            help="Address to bind [env TRAINMON_HOST; default "
+            "127.0.0.1]. Beyond loopback, reads need the token too.",
+        ),
+        click.option(
+            "--port",
+            type=click.IntRange(0, 65535),
+            default=None,
+            help=f"Port [env TRAINMON_PORT; default {DEFAULT_PORT}].",
+        ),
+        click.option(
+            "--db",
+            default=None,
+            help="Database URL (sqlite:///path or "
+            "postgresql+psycopg://...) [env TRAINMON_DATABASE_URL; default: SQLite in "
+            "the data directory].",
+        ),
+        click.option(
+            "--allowed-host",
+            "allowed_hosts",
+            multiple=True,
+            help="Extra Host header name to answer to (repeatable).",
+        ),
+        click.option(
+            "--max-concurrent",
+            type=click.IntRange(1, 1024),
+            default=None,
+            help="Jobs the local executor runs at once [default: GPUs, else 1].",
+        ),
+        click.option(
+            "--heartbeat-interval",
+            type=click.FloatRange(0.1, 3600),
+            default=None,
+            help="Seconds between reporter heartbeats; two missed = stale [10].",
+        ),
+        click.option(
+            "--lost-contact-timeout",
+            type=click.FloatRange(0.5, 86400),
+            default=None,
+            help="Seconds of silence before a running job fails [60].",
+        ),
+        click.option(
+            "--executor/--no-executor",
+            "run_executor",
+            default=True,
+            help="Run queued jobs here (off: monitor only, e.g. a second replica).",
+        ),
     ]
     for option in reversed(options):
         func = option(func)

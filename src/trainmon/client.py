@@ -47,7 +47,9 @@ class ApiClient:
         try:
             return response.json()
         except ValueError:
-            raise ClientError(f"{self.url} did not answer with JSON: is it a trainmon server?") from None
+            raise ClientError(
+                f"{self.url} did not answer with JSON: is it a trainmon server?"
+            ) from None
 
 
 def error_message(response: httpx.Response) -> str:

@@ -64,8 +64,9 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
             raise ValueError(job_id)
         return float(created), job_id
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise BadRequest("invalid cursor: pass back the nextCursor of a previous page",
-                         field="cursor") from None
+        raise BadRequest(
+            "invalid cursor: pass back the nextCursor of a previous page", field="cursor"
+        ) from None
 
 
 class JobService:
@@ -244,7 +245,9 @@ class JobService:
                 now = self.clock()
                 if job is None or job.status is not JobStatus.RUNNING:
                     continue  # it finished while we looked
-                silent = now - max(job.last_seen_at or job.started_at or job.created_at, alive_since)
+                silent = now - max(
+                    job.last_seen_at or job.started_at or job.created_at, alive_since
+                )
                 if silent <= self.lost_contact_timeout:
                     continue
                 message = f"lost contact: no report from the training for {int(silent)} s"

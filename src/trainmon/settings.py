@@ -113,8 +113,10 @@ def build_settings(
 ) -> Settings:
     """Flags win over ``TRAINMON_*`` variables, which win over defaults."""
     env = dict(os.environ) if env is None else env
-    directory = Path(env["TRAINMON_DATA_DIR"]).expanduser() if env.get("TRAINMON_DATA_DIR") else (
-        data_dir()
+    directory = (
+        Path(env["TRAINMON_DATA_DIR"]).expanduser()
+        if env.get("TRAINMON_DATA_DIR")
+        else (data_dir())
     )
     token = env.get("TRAINMON_TOKEN", "").strip() or ensure_token(directory)
     env_hosts = tuple(h for h in env.get("TRAINMON_ALLOWED_HOSTS", "").split(",") if h.strip())

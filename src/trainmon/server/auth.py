@@ -34,7 +34,9 @@ def session_cookie_value(settings: Settings) -> str:
 
 
 def valid_token(settings: Settings, candidate: str | None) -> bool:
-    return candidate is not None and hmac.compare_digest(candidate.encode(), settings.token.encode())
+    return candidate is not None and hmac.compare_digest(
+        candidate.encode(), settings.token.encode()
+    )
 
 
 def bearer(request: Request) -> str | None:

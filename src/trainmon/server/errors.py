@@ -9,8 +9,14 @@ from starlette.exceptions import HTTPException
 
 from trainmon.errors import BadRequest, TrainmonError, ValidationFailed
 
-HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-              409: "conflict", 413: "payload_too_large"}
+HTTP_CODES = {
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+}
 
 
 def error_response(error: TrainmonError) -> JSONResponse:

@@ -4,7 +4,6 @@ security headers. Plain ASGI so that a refused request costs no body read."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -94,5 +93,3 @@ class GuardMiddleware:
             await send(message)
 
         return wrapped
-
-

@@ -138,9 +138,7 @@ class ProgressIn(Body):
 def iso(ts: float | None) -> str | None:
     if ts is None or not math.isfinite(ts):
         return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds").replace(
-        "+00:00", "Z"
-    )
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def scalars_to_json(values: dict[str, float]) -> dict[str, float | str | None]:

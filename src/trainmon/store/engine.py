@@ -33,7 +33,9 @@ def make_engine(url: str, *, writer: bool = True) -> Engine:
         return _sqlite_engine(url, parsed.database, writer)
     if parsed.get_backend_name() == "postgresql":
         return create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
-    raise BadRequest(f"unsupported database {parsed.get_backend_name()!r}: use sqlite or postgresql")
+    raise BadRequest(
+        f"unsupported database {parsed.get_backend_name()!r}: use sqlite or postgresql"
+    )
 
 
 def _sqlite_engine(url: str, database: str | None, writer: bool) -> Engine:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, or_, select, update
+from sqlalchemy import Connection, Engine, RowMapping, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from trainmon.models import Command, Job, JobStatus
@@ -44,7 +44,7 @@ def _json_loads(text: str | None, default: Any) -> Any:
     return default if text is None else json.loads(text)
 
 
-def row_to_job(row: Mapping[str, Any]) -> Job:
+def row_to_job(row: RowMapping) -> Job:
     command = _json_loads(row["command"], None)
     return Job(
         id=row["id"],
@@ -117,8 +117,8 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine: Engine = make_engine(url)
-        self._reader: Engine = make_engine(url, writer=False) if is_sqlite(self.engine) else (
-            self.engine
+        self._reader: Engine = (
+            make_engine(url, writer=False) if is_sqlite(self.engine) else (self.engine)
         )
         self.dialect = self.engine.dialect.name
 
@@ -164,9 +164,7 @@ class Store:
         after: tuple[float, str] | None,
     ) -> tuple[list[Job], int]:
         """Newest first, keyset-paginated after ``(created_at, id)``; also the filtered total."""
-        condition = (
-            jobs.c.status.in_([s.value for s in statuses]) if statuses is not None else None
-        )
+        condition = jobs.c.status.in_([s.value for s in statuses]) if statuses is not None else None
         total_query = select(func.count()).select_from(jobs)
         query = select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(limit)
         if condition is not None:
@@ -213,8 +211,9 @@ class Store:
         """Record ``(job, reporter, seq)``; False when it was already applied."""
         dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
         stmt = dialect_insert(batches).values(job_id=job_id, reporter=reporter, seq=seq)
-        result = conn.execute(stmt.on_conflict_do_nothing())
-        return bool(result.rowcount)
+        # RETURNING, not rowcount: psycopg reports -1 rows for ON CONFLICT DO NOTHING.
+        inserted = conn.execute(stmt.on_conflict_do_nothing().returning(batches.c.seq))
+        return inserted.first() is not None
 
     def insert_points(self, conn: Connection, job_id: str, rows: Sequence[PointRow]) -> None:
         if not rows:
@@ -246,4 +245,3 @@ class Store:
     def count_points(self, conn: Connection, job_id: str) -> int:
         query = select(func.count()).select_from(points).where(points.c.job_id == job_id)
         return int(conn.execute(query).scalar_one())
-

@@ -42,7 +42,9 @@ def list_jobs(
 
 
 @router.get("/status")
-def job_status(service: ServiceDep, job_id: Annotated[str, Query(max_length=200)]) -> dict[str, Any]:
+def job_status(
+    service: ServiceDep, job_id: Annotated[str, Query(max_length=200)]
+) -> dict[str, Any]:
     return render(service, service.get_job(job_id))
 
 

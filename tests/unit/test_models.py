@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+
+from trainmon.errors import Conflict
+from trainmon.models import (
+    ACTIVE,
+    TERMINAL,
+    JobStatus,
+    can_transition,
+    check_transition,
+    derive_progress,
+    float_from_json,
+    float_to_json,
+    is_stale,
+    parse_status_filter,
+)
+
+S = JobStatus
+LEGAL = {
+    (S.PENDING, S.QUEUED), (S.PENDING, S.RUNNING), (S.PENDING, S.CANCELLED), (S.PENDING, S.FAILED),
+    (S.QUEUED, S.RUNNING), (S.QUEUED, S.CANCELLED), (S.QUEUED, S.FAILED),
+    (S.RUNNING, S.COMPLETED), (S.RUNNING, S.FAILED), (S.RUNNING, S.CANCELLED),
+}  # fmt: skip
+ALL_PAIRS = list(itertools.product(JobStatus, JobStatus))
+
+
+@pytest.mark.parametrize(("current", "target"), sorted(LEGAL))
+def test_legal_transitions_pass(current: JobStatus, target: JobStatus) -> None:
+    assert can_transition(current, target)
+    check_transition(current, target)
+
+
+@pytest.mark.parametrize(("current", "target"), [p for p in ALL_PAIRS if p not in LEGAL])
+def test_illegal_transitions_raise_conflict(current: JobStatus, target: JobStatus) -> None:
+    assert not can_transition(current, target)
+    with pytest.raises(Conflict) as raised:
+        check_transition(current, target)
+    assert raised.value.status == 409
+    assert current.value in raised.value.message
+
+
+def test_terminal_states_are_final() -> None:
+    for status in TERMINAL:
+        assert status.is_terminal and not status.is_active
+        assert not any(can_transition(status, target) for target in JobStatus)
+    assert {s for s in JobStatus if s.is_active} == ACTIVE == {S.PENDING, S.QUEUED, S.RUNNING}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, None), ("", None), ("active", ACTIVE), ("running", frozenset({S.RUNNING})),
+     ("cancelled", frozenset({S.CANCELLED}))],
+)  # fmt: skip
+def test_status_filter(value: str | None, expected: frozenset[JobStatus] | None) -> None:
+    assert parse_status_filter(value) == expected
+
+
+@pytest.mark.parametrize("value", ["Running", "done", "active ", "*"])
+def test_unknown_status_filter_names_the_choices(value: str) -> None:
+    with pytest.raises(ValueError, match="use one of: active, pending"):
+        parse_status_filter(value)
+
+
+@pytest.mark.parametrize(
+    ("step", "total", "expected"),
+    [(370, 1000, 37.0), (0, 10, 0.0), (10, 10, 100.0), (15, 10, 100.0), (-1, 10, 0.0),
+     (None, 10, None), (5, None, None), (5, 0, None), (5, -3, None)],
+)  # fmt: skip
+def test_derive_progress(step: int | None, total: int | None, expected: float | None) -> None:
+    assert derive_progress(step, total) == expected
+
+
+@pytest.mark.parametrize(
+    ("status", "last_seen", "now", "expected"),
+    [(S.RUNNING, 100.0, 120.0, False), (S.RUNNING, 100.0, 120.5, True),
+     (S.RUNNING, None, 1e9, False), (S.PENDING, 0.0, 1e9, False), (S.FAILED, 0.0, 1e9, False)],
+)  # fmt: skip
+def test_is_stale_after_two_missed_heartbeats(
+    status: JobStatus, last_seen: float | None, now: float, expected: bool
+) -> None:
+    assert is_stale(status, last_seen, now, heartbeat_interval=10.0) is expected
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(math.nan, "NaN"), (math.inf, "Infinity"), (-math.inf, "-Infinity"), (1.5, 1.5), (None, None)],
+)
+def test_special_floats_round_trip(value: float | None, text: object) -> None:
+    assert float_to_json(value) == text
+    back = float_from_json(text)
+    if value is not None and math.isnan(value):
+        assert back is not None and math.isnan(back)
+    else:
+        assert back == value
+
+
+@pytest.mark.parametrize("bad", [True, "nan", "inf", "1.0", [], {}])
+def test_float_from_json_rejects_other_values(bad: object) -> None:
+    with pytest.raises(ValueError):
+        float_from_json(bad)

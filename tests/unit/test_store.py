@@ -1,0 +1,169 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+from sqlalchemy import text
+
+from trainmon.errors import BadRequest, Conflict, NotFound
+from trainmon.models import ACTIVE, Command, JobStatus
+from trainmon.reporting import Point, ProgressReport
+from trainmon.service import JobCreate, JobService, decode_cursor, encode_cursor
+from trainmon.store import Store
+from trainmon.store.migrations import MIGRATIONS, upgrade
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        self.now += 0.001
+        return self.now
+
+
+@pytest.fixture
+def service(store: Store) -> JobService:
+    return JobService(store, clock=FakeClock(), heartbeat_interval=10, lost_contact_timeout=60)
+
+
+def test_migrations_are_recorded_and_idempotent(store: Store) -> None:
+    assert upgrade(store.engine) == MIGRATIONS[-1][0]
+    with store.engine.connect() as conn:
+        versions = conn.execute(text("SELECT version FROM trainmon_schema")).scalars().all()
+    assert versions == [v for v, _ in MIGRATIONS]
+
+
+def test_create_get_and_idempotent_create(service: JobService) -> None:
+    job, created = service.create_job(
+        JobCreate(name="a", total_steps=10, id="abcdef123456", config={"lr": 0.1}, tags=("x",))
+    )
+    assert created and job.status is JobStatus.PENDING and job.executor == "sdk"
+    again, created_again = service.create_job(JobCreate(name="a", id="abcdef123456"))
+    assert not created_again and again == job
+    assert service.get_job(job.id) == job
+    with pytest.raises(Conflict):
+        service.create_job(JobCreate(name="other", id="abcdef123456"))
+
+
+def test_command_jobs_are_queued_for_the_local_executor(service: JobService) -> None:
+    command = Command(("python", "train.py"), "/tmp", {"A": "1"})
+    job, _ = service.create_job(JobCreate(name="c", command=command, grace_seconds=3))
+    stored = service.get_job(job.id)
+    assert stored.status is JobStatus.QUEUED and stored.executor == "local"
+    assert stored.command == command and stored.grace_seconds == 3
+    assert service.claim_next_queued() == stored
+    launched = service.mark_launched(job.id, pid=4242, pid_start=99)
+    assert launched.status is JobStatus.RUNNING and launched.supervisor_pid == 4242
+    assert service.count_running_local() == 1 and service.running_local_jobs() == [launched]
+    with pytest.raises(Conflict):
+        service.mark_launched(job.id, pid=1, pid_start=1)
+
+
+def test_pagination_newest_first_over_all_pages(service: JobService) -> None:
+    ids = [service.create_job(JobCreate(name=f"j{i}"))[0].id for i in range(7)]
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = service.list_jobs(None, limit=3, cursor=cursor)
+        assert page.total == 7
+        seen += [job.id for job in page.jobs]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == list(reversed(ids))
+
+
+@pytest.mark.parametrize("cursor", ["!!!", "e30", "WzEsMiwzXQ", "WyJ4IiwgMV0"])
+def test_bad_cursor_is_a_bad_request(service: JobService, cursor: str) -> None:
+    with pytest.raises(BadRequest):
+        service.list_jobs(None, cursor=cursor)
+
+
+def test_cursor_round_trip(service: JobService) -> None:
+    job, _ = service.create_job(JobCreate(name="c"))
+    assert decode_cursor(encode_cursor(job)) == (job.created_at, job.id)
+
+
+def test_cancel_semantics(service: JobService) -> None:
+    pending, _ = service.create_job(JobCreate(name="p"))
+    cancelled = service.cancel(pending.id)
+    assert cancelled.status is JobStatus.CANCELLED and cancelled.cancel_requested
+    with pytest.raises(Conflict):
+        service.cancel(pending.id)
+    running, _ = service.create_job(JobCreate(name="r"))
+    service.report(running.id, ProgressReport("sdk", 0, status=JobStatus.RUNNING))
+    asked = service.cancel(running.id)
+    assert asked.status is JobStatus.RUNNING and asked.cancel_requested
+    assert service.cancel(running.id).cancel_requested  # repeating is harmless
+    with pytest.raises(NotFound):
+        service.cancel("nope")
+
+
+def test_batch_applied_once_and_nan_survives(service: JobService, store: Store) -> None:
+    job, _ = service.create_job(JobCreate(name="n", total_steps=2000))
+    points = [Point(i, 1.0 + i, {"loss": 1.0 / (i + 1), "lr": 0.1}) for i in range(1500)]
+    points.append(Point(1500, 2000.0, {"loss": math.nan, "gn": math.inf, "m": -math.inf}))
+    batch = ProgressReport("sdk-x", 7, points=points, status=JobStatus.RUNNING)
+    assert service.report(job.id, batch).applied
+    assert not service.report(job.id, batch).applied
+    assert service.report(job.id, ProgressReport("other", 7)).applied  # seq is per reporter
+    stored = service.points(job.id, after=None, limit=10_000)
+    assert len(stored) == 1501
+    last = stored[-1].values
+    assert math.isnan(last["loss"]) and last["gn"] == math.inf and last["m"] == -math.inf
+    got = service.get_job(job.id)
+    assert (
+        got.current_step == 1500 and got.current_loss is not None and math.isnan(got.current_loss)
+    )
+    assert got.metrics == {"lr": 0.1, "gn": math.inf, "m": -math.inf}
+    rest = service.points(job.id, after=stored[999].seq, limit=10_000)
+    assert [p.step for p in rest] == list(range(1000, 1501))
+
+
+def test_lost_contact_fails_silent_running_jobs(service: JobService) -> None:
+    clock = service.clock
+    assert isinstance(clock, FakeClock)
+    job, _ = service.create_job(JobCreate(name="quiet"))
+    service.report(job.id, ProgressReport("sdk", 0, status=JobStatus.RUNNING))
+    assert service.reap_lost_contact(alive_since=0) == []
+    clock.now += 61
+    assert service.is_stale(service.get_job(job.id), clock.now)
+    failed = service.reap_lost_contact(alive_since=0)
+    assert [j.id for j in failed] == [job.id]
+    assert failed[0].status is JobStatus.FAILED and failed[0].error is not None
+    assert failed[0].error.startswith("lost contact")
+
+
+def test_server_restart_grace_for_lost_contact(service: JobService) -> None:
+    clock = service.clock
+    assert isinstance(clock, FakeClock)
+    job, _ = service.create_job(JobCreate(name="old"))
+    service.report(job.id, ProgressReport("sdk", 0, status=JobStatus.RUNNING))
+    clock.now += 1_000
+    assert service.reap_lost_contact(alive_since=clock.now - 5) == []
+
+
+def test_dashboard_jobs_active_then_recent(service: JobService) -> None:
+    done, _ = service.create_job(JobCreate(name="done"))
+    service.cancel(done.id)
+    active, _ = service.create_job(JobCreate(name="active"))
+    assert [j.id for j in service.dashboard_jobs()] == [active.id, done.id]
+    assert service.list_jobs(ACTIVE).total == 1
+
+
+def test_changes_are_published_after_commit(store: Store) -> None:
+    seen: list[tuple[str, str]] = []
+    service = JobService(store, clock=FakeClock())
+
+    def on_change(job: object) -> None:
+        # Committed: a fresh read from another connection already sees it.
+        from trainmon.models import Job
+
+        assert isinstance(job, Job)
+        seen.append((job.id, service.get_job(job.id).status.value))
+
+    service.on_change = on_change
+    job, _ = service.create_job(JobCreate(name="e"))
+    service.cancel(job.id)
+    assert seen == [(job.id, "pending"), (job.id, "cancelled")]
