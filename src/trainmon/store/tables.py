@@ -68,7 +68,7 @@ points = Table(
     Column("step", BigInteger),
     Column("time", Float, nullable=False),
     # {"loss": x, "<name>": y, ...} as JSON text; NaN and infinities as JSON's NaN/Infinity.
-    Column("values", Text, nullable=False),
+    Column("scalars", Text, nullable=False),
 )
 Index("ix_points_job", points.c.job_id, points.c.id)
 

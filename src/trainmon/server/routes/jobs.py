@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from trainmon.errors import ValidationFailed
 from trainmon.models import Job, float_to_json, parse_status_filter
@@ -66,9 +69,23 @@ def cancel_job(service: ServiceDep, job_id: str) -> dict[str, Any]:
     return render(service, service.cancel(job_id))
 
 
-@router.post("/jobs/{job_id}/progress", dependencies=[WriteAccess])
-def report_progress(service: ServiceDep, job_id: str, body: ProgressIn) -> dict[str, Any]:
-    result = service.report(job_id, body.to_report(service.clock()))
+# The ingest hot path reads the raw body and validates it in one pass from JSON (Pydantic's
+# Rust parser), half the cost of FastAPI's json.loads + validate; the schema stays documented.
+PROGRESS_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ProgressIn"}}},
+    }
+}
+
+
+@router.post("/jobs/{job_id}/progress", dependencies=[WriteAccess], openapi_extra=PROGRESS_BODY)
+async def report_progress(service: ServiceDep, job_id: str, request: Request) -> dict[str, Any]:
+    try:
+        batch = ProgressIn.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from None
+    result = await run_in_threadpool(service.report, job_id, batch.to_report(service.clock()))
     return {
         "applied": result.applied,
         "cancelRequested": result.job.cancel_requested,
