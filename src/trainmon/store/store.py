@@ -223,7 +223,7 @@ class Store:
         # allow_nan: JSON's NaN/Infinity literals survive a round trip through json.loads.
         dumps = json.JSONEncoder(allow_nan=True, separators=(",", ":")).encode
         mark = "?" if self.dialect == "sqlite" else "%s"
-        sql = f"INSERT INTO points (job_id, step, time, scalars) VALUES ({mark}, {mark}, {mark}, {mark})"
+        sql = f"INSERT INTO points (job_id, step, time, scalars) VALUES ({', '.join([mark] * 4)})"
         params = [(job_id, r.step, r.time, dumps(r.values)) for r in rows]
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
