@@ -88,4 +88,4 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
     server.data_dir.mkdir(parents=True, exist_ok=True)
     server.start()
     yield server
-    server.stop()
+    server.close()

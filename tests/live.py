@@ -94,12 +94,17 @@ class LiveServer:
             self.process.wait()
 
     def stop(self) -> None:
+        """SIGTERM (SIGKILL after 10 s); the server can be started again afterwards."""
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+    def close(self) -> None:
+        self.stop()
+        self._log.close()
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers=self.headers, timeout=10)

@@ -144,7 +144,18 @@ def sync_command(url: str | None) -> None:
     from trainmon.sdk.journal import sync_pending
 
     summary = sync_pending(url or server_url(), read_token())
-    click.echo(str(summary))
+    click.echo(
+        f"uploaded {summary.points_sent:,} points in {summary.batches_sent:,} batches from "
+        f"{summary.journals_done} of {summary.journals} journals"
+        + (
+            f"; {summary.skipped_in_use} still in use by a running script"
+            if summary.skipped_in_use
+            else ""
+        )
+    )
+    if not summary.ok:
+        reason = summary.error or f"{summary.pending_points:,} points still pending"
+        raise click.ClickException(f"sync incomplete: {reason}")
 
 
 def write_server_file(settings: Settings) -> None:

@@ -146,6 +146,7 @@ class Job:
     supervisor_pid: int | None = None
     supervisor_start: int | None = None  # /proc start time, so a reused PID is not taken for it
     sdk_attached: bool = False  # once an SDK reports, parsed tqdm output is ignored
+    point_count: int = 0  # points stored in its history
 
     @property
     def progress(self) -> float:

@@ -65,6 +65,7 @@ def apply_report(job: Job, report: ProgressReport, now: float) -> Job:
         last_seen_at=now,
         updated_at=now,
         sdk_attached=job.sdk_attached or report.source == "sdk",
+        point_count=job.point_count + len(report.points),
     )
     if report.status is None or job.status.is_terminal or report.status is job.status:
         return updated

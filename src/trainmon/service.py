@@ -16,7 +16,7 @@ from sqlalchemy import Connection
 from trainmon.errors import BadRequest, Conflict, NotFound
 from trainmon.models import ACTIVE, Command, Job, JobStatus, is_stale
 from trainmon.reporting import ProgressReport, apply_report, transition
-from trainmon.store import PointRow, Store, StoredPoint
+from trainmon.store import Store, StoredPoint
 
 Clock = Callable[[], float]
 ChangeHook = Callable[[Job], None]
@@ -175,7 +175,10 @@ class JobService:
                 return ReportResult(False, job)
             updated = apply_report(job, report, now)
             self.store.insert_points(
-                conn, job_id, [PointRow(p.step, p.time, p.values) for p in report.points]
+                conn,
+                job_id,
+                job.point_count + 1,
+                report.points,
             )
             self.store.save_job(conn, updated)
         self._publish(updated)

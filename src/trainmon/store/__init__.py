@@ -1,5 +1,5 @@
 """The job store: SQLAlchemy Core over SQLite (default) or PostgreSQL."""
 
-from trainmon.store.store import PointRow, Store, StoredPoint
+from trainmon.store.store import Store, StoredPoint
 
-__all__ = ["PointRow", "Store", "StoredPoint"]
+__all__ = ["Store", "StoredPoint"]

@@ -12,21 +12,15 @@ from sqlalchemy import Connection, Engine, RowMapping, and_, func, or_, select, 
 from sqlalchemy.dialects import postgresql, sqlite
 
 from trainmon.models import Command, Job, JobStatus
+from trainmon.reporting import Point
 from trainmon.store.engine import is_sqlite, make_engine
 from trainmon.store.migrations import upgrade
-from trainmon.store.tables import batches, jobs, points
-
-
-@dataclass(frozen=True, slots=True)
-class PointRow:
-    step: int | None
-    time: float
-    values: dict[str, float]
+from trainmon.store.tables import batches, jobs, point_chunks
 
 
 @dataclass(frozen=True, slots=True)
 class StoredPoint:
-    seq: int  # the point's row id: a cursor for reading history in pages
+    seq: int  # job-wide number, from 1: a cursor for reading history in pages
     step: int | None
     time: float
     values: dict[str, float]
@@ -38,6 +32,37 @@ def float_to_text(value: float | None) -> str | None:
 
 def text_to_float(value: str | None) -> float | None:
     return None if value is None else float(value)
+
+
+# allow_nan: JSON's NaN/Infinity literals survive a round trip through json.loads.
+_dumps = json.JSONEncoder(allow_nan=True, separators=(",", ":")).encode
+
+
+def encode_chunk(rows: Sequence[Point]) -> str:
+    keys: dict[str, None] = {}
+    for row in rows:
+        keys.update(dict.fromkeys(row.values))
+    return _dumps(
+        {
+            "step": [r.step for r in rows],
+            "time": [r.time for r in rows],
+            "scalars": {k: [r.values.get(k) for r in rows] for k in keys},
+        }
+    )
+
+
+def decode_chunk(first_seq: int, data: str) -> list[StoredPoint]:
+    chunk = json.loads(data)
+    columns = chunk["scalars"].items()
+    return [
+        StoredPoint(
+            seq=first_seq + i,
+            step=step,
+            time=when,
+            values={k: column[i] for k, column in columns if column[i] is not None},
+        )
+        for i, (step, when) in enumerate(zip(chunk["step"], chunk["time"], strict=True))
+    ]
 
 
 def _json_loads(text: str | None, default: Any) -> Any:
@@ -73,6 +98,7 @@ def row_to_job(row: RowMapping) -> Job:
         supervisor_pid=row["supervisor_pid"],
         supervisor_start=row["supervisor_start"],
         sdk_attached=bool(row["sdk_attached"]),
+        point_count=row["point_count"],
     )
 
 
@@ -107,6 +133,7 @@ def job_to_row(job: Job) -> dict[str, Any]:
         "supervisor_pid": job.supervisor_pid,
         "supervisor_start": job.supervisor_start,
         "sdk_attached": job.sdk_attached,
+        "point_count": job.point_count,
     }
 
 
@@ -215,36 +242,36 @@ class Store:
         inserted = conn.execute(stmt.on_conflict_do_nothing().returning(batches.c.seq))
         return inserted.first() is not None
 
-    def insert_points(self, conn: Connection, job_id: str, rows: Sequence[PointRow]) -> None:
-        """The ingest hot path: one DB-API ``executemany``, skipping SQLAlchemy's per-row work
-        (a third of the cost of a 1,000-point batch)."""
+    def insert_points(
+        self, conn: Connection, job_id: str, first_seq: int, rows: Sequence[Point]
+    ) -> None:
+        """Store a batch as one columnar chunk; its points are numbered from ``first_seq``."""
         if not rows:
             return
-        # allow_nan: JSON's NaN/Infinity literals survive a round trip through json.loads.
-        dumps = json.JSONEncoder(allow_nan=True, separators=(",", ":")).encode
-        mark = "?" if self.dialect == "sqlite" else "%s"
-        sql = f"INSERT INTO points (job_id, step, time, scalars) VALUES ({', '.join([mark] * 4)})"
-        params = [(job_id, r.step, r.time, dumps(r.values)) for r in rows]
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.executemany(sql, params)
-        finally:
-            cursor.close()
+        conn.execute(
+            point_chunks.insert().values(
+                job_id=job_id, first_seq=first_seq, count=len(rows), data=encode_chunk(rows)
+            )
+        )
 
     def read_points(
         self, conn: Connection, job_id: str, after: int | None, limit: int
     ) -> list[StoredPoint]:
-        query = select(points.c.id, points.c.step, points.c.time, points.c.scalars).where(
-            points.c.job_id == job_id
+        """Points numbered above ``after`` (all when ``None``), oldest first, at most ``limit``."""
+        after = after or 0
+        query = (
+            select(point_chunks.c.first_seq, point_chunks.c.data)
+            .where(
+                point_chunks.c.job_id == job_id,
+                point_chunks.c.first_seq + point_chunks.c.count > after,
+            )
+            .order_by(point_chunks.c.first_seq)
         )
-        if after is not None:
-            query = query.where(points.c.id > after)
-        query = query.order_by(points.c.id).limit(limit)
-        return [
-            StoredPoint(seq=r[0], step=r[1], time=r[2], values=json.loads(r[3]))
-            for r in conn.execute(query)
-        ]
-
-    def count_points(self, conn: Connection, job_id: str) -> int:
-        query = select(func.count()).select_from(points).where(points.c.job_id == job_id)
-        return int(conn.execute(query).scalar_one())
+        found: list[StoredPoint] = []
+        for first_seq, data in conn.execute(query):
+            for point in decode_chunk(first_seq, data):
+                if point.seq > after:
+                    found.append(point)
+                    if len(found) == limit:
+                        return found
+        return found

@@ -56,21 +56,25 @@ jobs = Table(
     Column("supervisor_pid", Integer),
     Column("supervisor_start", BigInteger),
     Column("sdk_attached", Boolean, nullable=False, default=False),
+    Column("point_count", BigInteger, nullable=False, default=0),
 )
 Index("ix_jobs_created", jobs.c.created_at, jobs.c.id)
 Index("ix_jobs_status_created", jobs.c.status, jobs.c.created_at)
 
-points = Table(
-    "points",
+# A reporter's batch of points is one row, stored as columns: ingest writes one row per
+# batch instead of one per point, and a chart reads a few rows for thousands of points.
+point_chunks = Table(
+    "point_chunks",
     metadata,
     Column("id", BigIntId, primary_key=True, autoincrement=True),
     Column("job_id", String(64), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
-    Column("step", BigInteger),
-    Column("time", Float, nullable=False),
-    # {"loss": x, "<name>": y, ...} as JSON text; NaN and infinities as JSON's NaN/Infinity.
-    Column("scalars", Text, nullable=False),
+    Column("first_seq", BigInteger, nullable=False),  # job-wide number of its first point, from 1
+    Column("count", Integer, nullable=False),
+    # {"step": [...], "time": [...], "scalars": {"loss": [...], ...}} as JSON text; null where a
+    # point lacks a value; NaN and infinities as JSON's NaN/Infinity literals.
+    Column("data", Text, nullable=False),
 )
-Index("ix_points_job", points.c.job_id, points.c.id)
+Index("ix_point_chunks_job", point_chunks.c.job_id, point_chunks.c.first_seq)
 
 # One row per applied progress batch: a resent batch finds its row and is skipped.
 batches = Table(
