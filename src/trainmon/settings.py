@@ -6,11 +6,11 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from trainmon.local import DEFAULT_PORT, TOKEN_FILE, data_dir
+from trainmon.runner.scheduler import default_max_concurrent
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
@@ -43,22 +43,6 @@ def ensure_token(directory: Path) -> str:
     with os.fdopen(fd, "w") as handle:
         handle.write(token + "\n")
     return token
-
-
-def count_gpu_lines(nvidia_smi_output: str) -> int:
-    """GPUs in ``nvidia-smi -L`` output: one ``GPU n: ...`` line each."""
-    return sum(1 for line in nvidia_smi_output.splitlines() if line.startswith("GPU "))
-
-
-def default_max_concurrent() -> int:
-    """One job per GPU that ``nvidia-smi -L`` lists, else one at a time."""
-    try:
-        listed = subprocess.run(
-            ["nvidia-smi", "-L"], capture_output=True, text=True, timeout=5, check=False
-        )
-    except (OSError, subprocess.SubprocessError):
-        return 1
-    return max(1, count_gpu_lines(listed.stdout)) if listed.returncode == 0 else 1
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import platformdirs
 import pytest
 
 from trainmon import local
-from trainmon.settings import build_settings, count_gpu_lines, ensure_token, is_loopback
+from trainmon.settings import build_settings, ensure_token, is_loopback
 
 
 def test_data_dir_matches_platformdirs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -72,9 +72,3 @@ def test_flags_beat_environment(tmp_path: Path) -> None:
 )  # fmt: skip
 def test_is_loopback(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
-
-
-def test_count_gpu_lines() -> None:
-    listing = "GPU 0: NVIDIA A100 (UUID: GPU-1)\nGPU 1: NVIDIA A100 (UUID: GPU-2)\n"
-    assert count_gpu_lines(listing) == 2
-    assert count_gpu_lines("") == 0

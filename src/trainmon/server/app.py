@@ -24,7 +24,7 @@ from trainmon.models import Job
 from trainmon.server.errors import install_error_handlers
 from trainmon.server.events import EventBus
 from trainmon.server.middleware import GuardMiddleware
-from trainmon.server.routes import auth, health, jobs
+from trainmon.server.routes import auth, health, jobs, logs
 from trainmon.server.schemas import ProgressIn, job_to_api
 from trainmon.service import JobService
 from trainmon.settings import Settings
@@ -141,7 +141,7 @@ def create_app(settings: Settings, *, start_executor: bool | None = None) -> Fas
     app.state.settings = settings
     app.state.templates = make_templates()
     install_error_handlers(app)
-    for router in (health.router, jobs.router, auth.router):
+    for router in (health.router, jobs.router, logs.router, auth.router):
         app.include_router(router)
     _document_raw_bodies(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")

@@ -1,0 +1,376 @@
+"""``trainmon run``, ``trainmon logs`` and ``trainmon demo`` (registered by ``trainmon.cli``)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from trainmon.client import ApiClient, ClientError
+
+TERMINAL = ("completed", "failed", "cancelled")
+POLL_SECONDS = 0.3
+
+url_option = click.option(
+    "--url",
+    envvar="TRAINMON_URL",
+    default=None,
+    help="Server URL [env TRAINMON_URL; default: the local server].",
+)
+
+
+def parse_env_pairs(pairs: Sequence[str]) -> dict[str, str]:
+    """``KEY=VALUE`` options as a dict; ``click.BadParameter`` for a pair without ``=``."""
+    env: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--env")
+        env[key] = value
+    return env
+
+
+def resolve_argv(argv: Sequence[str], which: Any = shutil.which) -> list[str]:
+    """The command with its program resolved on *this* shell's PATH: the server that runs it
+    may have another PATH (no virtualenv activated). Paths and unknown names are kept as typed
+    (an unknown one then fails on the server with "command not found")."""
+    args = list(argv)
+    if args and os.sep not in args[0]:
+        found = which(args[0])
+        if found:
+            args[0] = os.path.abspath(found)
+    return args
+
+
+def exit_code_of(job: dict[str, Any]) -> int:
+    """What ``trainmon run --follow`` exits with: the job's exit code, else 0 only if it
+    completed."""
+    code = job.get("exitCode")
+    if isinstance(code, int) and not isinstance(code, bool):
+        return code if 0 <= code < 256 else 1
+    return 0 if job.get("status") == "completed" else 1
+
+
+def default_name(argv: Sequence[str]) -> str:
+    shown = [Path(argv[0]).name, *argv[1:]] if argv else []
+    name = " ".join(shown)
+    return name if len(name) <= 80 else name[:79] + "…"
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    text: str
+    offset: int
+
+
+def follow_log(
+    client: ApiClient, job_id: str, offset: int = 0, poll: float = POLL_SECONDS
+) -> Iterator[Chunk | dict[str, Any]]:
+    """Yield the log's text as it grows, then the finished job (a dict) once it has ended and
+    its log is drained."""
+    path = f"/api/training/jobs/{job_id}"
+    while True:
+        data = client.json("GET", f"{path}/logs", params={"offset": offset})
+        text, offset = str(data.get("text", "")), int(data.get("offset", offset))
+        if text:
+            yield Chunk(text, offset)
+            continue
+        job: dict[str, Any] = client.json("GET", path)
+        if job.get("status") in TERMINAL:
+            # The supervisor reports the end after its last write: one more read drains it.
+            data = client.json("GET", f"{path}/logs", params={"offset": offset})
+            if data.get("text"):
+                yield Chunk(str(data["text"]), int(data.get("offset", offset)))
+            yield job
+            return
+        time.sleep(poll)  # a terminal user waiting on a live log: plain polling is enough
+
+
+def stream(client: ApiClient, job_id: str, offset: int = 0) -> int:
+    """Print the log as it grows; the job's exit code once it ends."""
+    try:
+        for item in follow_log(client, job_id, offset):
+            if isinstance(item, Chunk):
+                sys.stdout.write(item.text)
+                sys.stdout.flush()
+            else:
+                status = item.get("status")
+                reason = item.get("endReason") or item.get("error") or ""
+                click.echo(
+                    f"trainmon: job {job_id} {status}" + (f" ({reason})" if reason else ""),
+                    err=True,
+                )
+                return exit_code_of(item)
+    except KeyboardInterrupt:
+        click.echo(f"\nstopped following; the job goes on (trainmon logs {job_id} -f)", err=True)
+        return 130
+    return 1
+
+
+def client_for(url: str | None) -> ApiClient:
+    return ApiClient(url)
+
+
+@click.command(
+    "run",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+)
+@click.option("--name", default=None, help="Job name [default: the command].")
+@click.option(
+    "--total-steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Steps the training will take, if the output does not say.",
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(0, 3600),
+    default=10.0,
+    show_default=True,
+    help="Seconds between SIGTERM and SIGKILL when the job is cancelled.",
+)
+@click.option(
+    "--cwd",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Working directory [default: the current one].",
+)
+@click.option(
+    "--env",
+    "env_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Environment variable for the command (repeatable).",
+)
+@click.option("--tag", "tags", multiple=True, help="Tag (repeatable).")
+@click.option(
+    "--follow", "-f", is_flag=True, help="Stream the log and exit with the job's exit code."
+)
+@url_option
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def run_command(
+    name: str | None,
+    total_steps: int | None,
+    grace: float,
+    cwd: str | None,
+    env_pairs: tuple[str, ...],
+    tags: tuple[str, ...],
+    follow: bool,
+    url: str | None,
+    command: tuple[str, ...],
+) -> None:
+    """Queue COMMAND on the server's local executor and print the job's id.
+
+    \b
+        trainmon run --name mlp -- python train.py --lr 3e-4
+        trainmon run -f -- python train.py     # stream the log, exit with its code
+    """
+    if not command:
+        raise click.UsageError("no command given: trainmon run [OPTIONS] -- COMMAND [ARGS]...")
+    env = parse_env_pairs(env_pairs)
+    argv = resolve_argv(command)
+    body: dict[str, Any] = {
+        "name": name or default_name(command),
+        "command": {"argv": argv, "cwd": os.path.abspath(cwd or os.getcwd()), "env": env},
+        "graceSeconds": grace,
+    }
+    if total_steps is not None:
+        body["totalSteps"] = total_steps
+    if tags:
+        body["tags"] = list(tags)
+    try:
+        with client_for(url) as client:
+            job = client.json("POST", "/api/training/jobs", json=body)
+            click.echo(job["id"])
+            if not follow:
+                return
+            code = stream(client, job["id"])
+    except ClientError as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(code)
+
+
+@click.command("logs")
+@click.argument("job_id")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing until the job ends.")
+@click.option(
+    "--tail",
+    "-n",
+    type=click.IntRange(0, 10_000),
+    default=None,
+    help="Only the last N lines [default: the whole log].",
+)
+@url_option
+def logs_command(job_id: str, follow: bool, tail: int | None, url: str | None) -> None:
+    """Print a runner job's log (stdout and stderr of its command)."""
+    try:
+        with client_for(url) as client:
+            base = f"/api/training/jobs/{job_id}/logs"
+            if tail is not None:
+                data = client.json("GET", base, params={"tail": tail})
+                for line in data["lines"]:
+                    click.echo(line)
+                if not follow:
+                    return
+                code = stream(client, job_id, int(data["size"]))
+            elif follow:
+                code = stream(client, job_id)
+            else:
+                response = client.request("GET", f"{base}/download")
+                sys.stdout.write(response.text)
+                sys.stdout.flush()
+                return
+    except ClientError as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(code)
+
+
+# -- demo ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DemoJob:
+    name: str
+    script: str
+    args: tuple[str, ...] = ()
+    grace: float = 10.0
+
+
+DEMO_JOBS: tuple[DemoJob, ...] = (
+    DemoJob("logreg (SDK)", "sdk_logreg.py", ("--steps", "400")),
+    DemoJob("mlp (tqdm only)", "tqdm_mlp.py", ("--epochs", "30")),
+    DemoJob("mlp, bad batch", "fails_partway.py"),
+    DemoJob("linreg, lr=8 (diverges)", "diverges_nan.py"),
+    DemoJob("long run (cancel me)", "checkpoint_on_sigterm.py", ("--steps", "3000"), 5.0),
+    DemoJob("logreg, more steps (SDK)", "sdk_logreg.py", ("--steps", "1200")),
+)
+DEMO_ACTIVE = 4  # keep about this many jobs queued or running
+
+
+def examples_dir() -> Path | None:
+    """Packaged examples (``trainmon/examples``), else the source checkout's ``examples/``."""
+    here = Path(__file__).resolve()
+    for candidate in (here.parents[1] / "examples", here.parents[3] / "examples"):
+        if (candidate / "tqdm_mlp.py").is_file():
+            return candidate
+    return None
+
+
+def demo_body(
+    job: DemoJob, examples: Path, workdir: Path, python: str = sys.executable
+) -> dict[str, Any]:
+    return {
+        "name": job.name,
+        "command": {
+            "argv": [python, str(examples / job.script), *job.args],
+            "cwd": str(workdir),  # checkpoints and the like land here, not in the examples
+            "env": {},
+        },
+        "graceSeconds": job.grace,
+        "tags": ["demo"],
+    }
+
+
+def feed_demo(
+    client: ApiClient, examples: Path, workdir: Path, stop: threading.Event, period: float = 2.0
+) -> None:
+    """Submit the demo mix, then top it up whenever fewer than ``DEMO_ACTIVE`` jobs are
+    active, so the dashboard stays lively."""
+    jobs = itertools.cycle(DEMO_JOBS)
+    for _ in DEMO_JOBS:
+        client.json("POST", "/api/training/jobs", json=demo_body(next(jobs), examples, workdir))
+    while not stop.wait(period):
+        try:
+            active = client.json("GET", "/api/training/jobs", params={"status": "active"})
+            if int(active["total"]) < DEMO_ACTIVE:
+                body = demo_body(next(jobs), examples, workdir)
+                client.json("POST", "/api/training/jobs", json=body)
+        except ClientError as exc:
+            click.echo(f"demo: {exc}", err=True)
+
+
+def stop_demo_trainings(data_dir: Path) -> int:
+    """SIGKILL the sessions of the demo's supervisors (their trainings included): they outlive
+    a server by design, but not a demo. The next demo marks those jobs failed."""
+    from trainmon.runner import proc
+
+    needle = f"--data-dir\0{data_dir}\0".encode()
+    stopped = 0
+    for stat in proc.all_stats():
+        try:
+            with open(f"/proc/{stat.pid}/cmdline", "rb") as handle:
+                cmdline = handle.read()
+        except OSError:
+            continue
+        if b"trainmon.runner.supervisor" in cmdline and needle in cmdline + b"\0":
+            for member in proc.live_members(sid=stat.pid):
+                proc.signal_pids([member.pid], signal.SIGKILL)
+            stopped += 1
+    return stopped
+
+
+@click.command("demo")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Port [env TRAINMON_PORT; default 8420].",
+)
+@click.option(
+    "--max-concurrent",
+    type=click.IntRange(1, 64),
+    default=2,
+    show_default=True,
+    help="Jobs run at once (the rest wait, queued).",
+)
+def demo_command(port: int | None, max_concurrent: int) -> None:
+    """Start the server with a stream of small example trainings (numpy, seconds each) so you
+    can watch queued, running, completed and failed jobs live, and cancel one. The demo keeps
+    its jobs in a data directory of its own (demo/ in the usual one); Ctrl-C ends it all."""
+    from trainmon.cli import serve
+    from trainmon.local import data_dir
+    from trainmon.settings import build_settings, ensure_token
+
+    examples = examples_dir()
+    if examples is None:
+        raise click.ClickException("the examples are not installed (run from a source checkout)")
+    home = data_dir()
+    demo_dir = home / "demo"
+    workdir = demo_dir / "work"
+    workdir.mkdir(parents=True, exist_ok=True)
+    # The usual token, so `trainmon cancel` from another terminal works on demo jobs too.
+    token = os.environ.get("TRAINMON_TOKEN") or ensure_token(home)
+    env = {**os.environ, "TRAINMON_DATA_DIR": str(demo_dir), "TRAINMON_TOKEN": token}
+    env.pop("TRAINMON_DATABASE_URL", None)
+    settings = build_settings(port=port, max_concurrent=max_concurrent, env=env)
+    stop = threading.Event()
+
+    def on_ready() -> None:
+        client = ApiClient(settings.url, settings.token)
+
+        def feed() -> None:
+            try:
+                feed_demo(client, examples, workdir, stop)
+            except ClientError as exc:
+                click.echo(f"demo: {exc}", err=True)
+            finally:
+                client.close()
+
+        threading.Thread(target=feed, name="demo-feed", daemon=True).start()
+        click.echo("demo: submitting example trainings; Ctrl-C stops the demo")
+
+    try:
+        serve(settings, on_ready)
+    finally:
+        stop.set()
+        stop_demo_trainings(demo_dir)

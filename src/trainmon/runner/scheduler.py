@@ -1,0 +1,261 @@
+"""The in-server local executor: starts queued local jobs in creation order, at most
+``max_concurrent`` at a time, each under a supervisor process of its own; on start (and every
+few seconds) fails running jobs whose supervisor is gone.
+
+Handover protocol: the supervisor is spawned first, the job is then marked running with the
+supervisor's PID and start time, and only then does the supervisor get the command on stdin.
+If the job was cancelled in between, the supervisor gets EOF and runs nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from trainmon.errors import Conflict, TrainmonError
+from trainmon.models import Job
+from trainmon.runner import proc
+from trainmon.runner.gpus import choose_max_concurrent, count_gpus
+from trainmon.runner.logfile import log_path
+
+log = logging.getLogger("trainmon.runner")
+
+Clock = Callable[[], float]
+SUPERVISOR = (sys.executable, "-m", "trainmon.runner.supervisor")
+TICK_SECONDS = 0.25
+RECONCILE_SECONDS = 2.0
+
+# Supervisors this process spawned and has not reaped yet. Shared by every executor in the
+# process, so one stopped and started again (tests, a reload) still reaps its predecessor's.
+_spawned: set[int] = set()
+_spawned_lock = threading.Lock()
+
+
+class ExecutorService(Protocol):
+    """What the executor needs of ``trainmon.service.JobService``."""
+
+    def claim_next_queued(self) -> Job | None: ...
+    def mark_launched(self, job_id: str, pid: int, pid_start: int) -> Job: ...
+    def running_local_jobs(self) -> list[Job]: ...
+    def count_running_local(self) -> int: ...
+    def fail(self, job_id: str, error: str, exit_code: int | None = None) -> Job: ...
+
+
+def default_max_concurrent() -> int:
+    return choose_max_concurrent(count_gpus())
+
+
+def reap_spawned() -> list[int]:
+    """Reap supervisors of ours that exited (else they stay zombies); the PIDs reaped."""
+    reaped: list[int] = []
+    with _spawned_lock:
+        for pid in list(_spawned):
+            try:
+                done, _status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                _spawned.discard(pid)
+                reaped.append(pid)
+    return reaped
+
+
+def dead_supervisor_error(job: Job) -> str:
+    pid = job.supervisor_pid
+    return (
+        f"supervisor died without reporting (pid {pid}); the training may have been killed"
+        if pid is not None
+        else "supervisor died without reporting (it was never recorded)"
+    )
+
+
+class LocalExecutor:
+    """``start()`` reconciles, then ticks in a daemon thread; ``stop()`` ends the thread and
+    leaves running supervisors (and their trainings) alone."""
+
+    def __init__(
+        self,
+        service: ExecutorService,
+        *,
+        data_dir: Path,
+        server_url: str,
+        token: str,
+        max_concurrent: int | None = None,
+        tick_seconds: float = TICK_SECONDS,
+        reconcile_seconds: float = RECONCILE_SECONDS,
+        supervisor: Sequence[str] = SUPERVISOR,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.service = service
+        self.data_dir = data_dir
+        self.server_url = server_url.rstrip("/")
+        self.token = token
+        self.max_concurrent = max(
+            1, max_concurrent if max_concurrent is not None else default_max_concurrent()
+        )
+        self.tick_seconds = tick_seconds
+        self.reconcile_seconds = reconcile_seconds
+        self.supervisor = tuple(supervisor)
+        self.clock = clock
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_reconcile: float | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._guarded(self.reconcile)
+        self._last_reconcile = self.clock()
+        self._thread = threading.Thread(target=self._loop, name="trainmon-executor", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        reap_spawned()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._guarded(self.tick)
+            self._stop.wait(self.tick_seconds)
+
+    @staticmethod
+    def _guarded(step: Callable[[], object]) -> None:
+        try:
+            step()
+        except Exception:  # a database hiccup must not end the executor
+            log.exception("local executor: %s failed", getattr(step, "__name__", step))
+
+    # -- one pass -----------------------------------------------------------------------
+
+    def tick(self) -> list[Job]:
+        """Reap, reconcile now and then, and launch what fits; the jobs launched."""
+        reap_spawned()
+        now = self.clock()
+        if self._last_reconcile is None or now - self._last_reconcile >= self.reconcile_seconds:
+            self._last_reconcile = now
+            self.reconcile()
+        launched: list[Job] = []
+        while not self._stop.is_set() and self.service.count_running_local() < self.max_concurrent:
+            job = self.service.claim_next_queued()
+            if job is None:
+                break
+            started = self.launch(job)
+            if started is not None:
+                launched.append(started)
+        return launched
+
+    def reconcile(self) -> list[Job]:
+        """Fail running local jobs whose supervisor is gone (or whose PID now belongs to
+        another process); the jobs failed."""
+        reap_spawned()
+        failed: list[Job] = []
+        for job in self.service.running_local_jobs():
+            pid, start = job.supervisor_pid, job.supervisor_start
+            if pid is not None and proc.is_alive(pid, start):
+                continue
+            # Conflict/NotFound: it reported its end (or was removed) while we looked.
+            with contextlib.suppress(TrainmonError):
+                failed.append(self.service.fail(job.id, dead_supervisor_error(job)))
+        return failed
+
+    def launch(self, job: Job) -> Job | None:
+        """Start ``job``'s supervisor and hand it the job; ``None`` if it did not start."""
+        command = job.command
+        if command is None:
+            self._fail_quietly(job, "a local job without a command")
+            return None
+        path = log_path(self.data_dir, job.id)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pid, stdin = self._spawn(job, path.with_name(f"{job.id}.supervisor.log"))
+        except OSError as exc:
+            self._fail_quietly(job, f"could not start the supervisor: {exc}")
+            return None
+        start = proc.start_time(pid)
+        try:
+            running = self.service.mark_launched(job.id, pid, start if start is not None else 0)
+        except Conflict:
+            os.close(stdin)  # EOF: the supervisor exits without running anything
+            self._kill(pid)
+            return None
+        except Exception:
+            os.close(stdin)
+            self._kill(pid)
+            raise
+        spec = {
+            "argv": list(command.argv),
+            "cwd": command.cwd,
+            "env": dict(command.env),
+            "grace": job.grace_seconds,
+            "token": self.token,
+        }
+        try:
+            with os.fdopen(stdin, "wb") as pipe:
+                pipe.write(json.dumps(spec).encode())
+        except OSError as exc:  # it died before reading: the reconciler would say so later
+            self._kill(pid)
+            self._fail_quietly(running, f"the supervisor did not take the job: {exc}")
+            return None
+        return running
+
+    def _spawn(self, job: Job, diagnostics: Path) -> tuple[int, int]:
+        """The supervisor as a session leader, detached from the server: stdin is the
+        handover pipe, stdout is dropped, stderr (its own crashes) goes to ``diagnostics``."""
+        argv = [
+            *self.supervisor,
+            "--job-id",
+            job.id,
+            "--url",
+            self.server_url,
+            "--data-dir",
+            str(self.data_dir),
+        ]
+        read_end, write_end = os.pipe()
+        try:
+            pid = os.posix_spawn(
+                argv[0],
+                argv,
+                dict(os.environ),
+                file_actions=[
+                    (os.POSIX_SPAWN_DUP2, read_end, 0),
+                    (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                    (
+                        os.POSIX_SPAWN_OPEN,
+                        2,
+                        str(diagnostics),
+                        os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                        0o600,
+                    ),
+                ],
+                setsid=True,
+            )
+        except OSError:
+            os.close(write_end)
+            raise
+        finally:
+            os.close(read_end)
+        with _spawned_lock:
+            _spawned.add(pid)
+        return pid, write_end
+
+    @staticmethod
+    def _kill(pid: int) -> None:
+        # Its own session and group, and nothing started in it yet: SIGKILL is enough.
+        proc.signal_group(pid, signal.SIGKILL)
+
+    def _fail_quietly(self, job: Job, error: str) -> None:
+        with contextlib.suppress(TrainmonError):
+            self.service.fail(job.id, error)

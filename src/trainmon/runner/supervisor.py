@@ -1,0 +1,443 @@
+"""One job's supervisor: ``python -m trainmon.runner.supervisor --job-id ID --url URL
+--data-dir DIR``, with the command spec as JSON on stdin.
+
+The local executor starts it in a session of its own, so a server restart or crash leaves the
+training alone, and writes the spec only once the job is marked running: a job cancelled
+while queued is never started (EOF on stdin: the supervisor exits without running anything).
+
+The supervisor runs the command in a process group of its own, captures stdout and stderr
+into the job's log, parses tqdm progress from them, heartbeats the server every 0.5 s over
+HTTP (the answer says whether a cancel was requested), on cancel sends SIGTERM to the job's
+group, waits the grace period and sends SIGKILL, and reports how the command ended, retrying
+until the server has it. It is a child subreaper, so grandchildren orphaned by the job are
+re-parented to it and cannot escape the cleanup.
+"""
+
+from __future__ import annotations
+
+import argparse
+import codecs
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+import httpx
+
+from trainmon.models import float_to_json
+from trainmon.runner import proc
+from trainmon.runner.logfile import DEFAULT_CAP, LogWriter, log_path
+from trainmon.runner.outcome import Outcome, decide, error_tail, launch_error_text
+from trainmon.runner.tqdm_parse import Progress, ProgressTracker
+
+REPORTER = "supervisor"
+HEARTBEAT_SECONDS = 0.5
+LEFTOVER_GRACE = 2.0  # for processes a job left behind when it ended on its own
+STDERR_KEEP = 32 * 1024
+REPORT_DEADLINE = 7 * 24 * 3600.0  # keep the final report this long while the server is down
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    argv: list[str]
+    cwd: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    grace: float = 10.0
+    token: str | None = None
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Spec:
+        argv = raw.get("argv")
+        if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+            raise ValueError("argv must be a list of strings")
+        env = raw.get("env") or {}
+        if not isinstance(env, dict):
+            raise ValueError("env must be an object")
+        cwd = raw.get("cwd")
+        token = raw.get("token")
+        return cls(
+            argv=list(argv),
+            cwd=str(cwd) if cwd else None,
+            env={str(k): str(v) for k, v in env.items()},
+            grace=float(raw.get("grace", 10.0)),
+            token=str(token) if token else None,
+        )
+
+
+def child_env(base: dict[str, str], spec: Spec, url: str, job_id: str) -> dict[str, str]:
+    """The command's environment: ours, the job's additions, then what the SDK attaches by."""
+    env = {**base, **spec.env}
+    env.setdefault("PYTHONUNBUFFERED", "1")  # a pipe would otherwise hold print() output back
+    env["TRAINMON_URL"] = url
+    env["TRAINMON_JOB_ID"] = job_id
+    if spec.token:
+        env["TRAINMON_TOKEN"] = spec.token
+    return env
+
+
+def progress_fields(progress: Progress) -> dict[str, object]:
+    body: dict[str, object] = {"source": "output"}
+    if progress.current_step is not None:
+        body["currentStep"] = progress.current_step
+    if progress.total_steps is not None:
+        body["totalSteps"] = progress.total_steps
+    if progress.loss is not None:
+        body["loss"] = float_to_json(progress.loss)
+    return body
+
+
+class Reporter:
+    """Talks to the server: heartbeats (with parsed progress) from a thread, then the final
+    report, resent with the same ``seq`` until the server acknowledges it."""
+
+    def __init__(
+        self,
+        url: str,
+        job_id: str,
+        token: str | None,
+        *,
+        interval: float = HEARTBEAT_SECONDS,
+        client: httpx.Client | None = None,
+        note: Callable[[str], None] = lambda _text: None,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._client = client or httpx.Client(base_url=url, headers=headers, timeout=5.0)
+        self._path = f"/api/training/jobs/{job_id}/progress"
+        self._interval = interval
+        self._note = note
+        self._seq = 0
+        self._lock = threading.Lock()
+        self._progress: Progress | None = None
+        self._progress_dirty = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.cancel_requested = threading.Event()
+        self.server_ended: str | None = None  # set when the server says the job is over
+        self._was_down = False
+
+    def set_progress(self, progress: Progress) -> None:
+        with self._lock:
+            self._progress = progress
+            self._progress_dirty = True
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+        self._thread.start()
+
+    def _next_seq(self) -> int:
+        with self._lock:
+            self._seq += 1
+            return self._seq
+
+    def _post(self, body: dict[str, object]) -> tuple[int, dict[str, Any]] | None:
+        try:
+            answer = self._client.post(self._path, json=body)
+        except httpx.HTTPError as exc:
+            if not self._was_down:
+                self._note(f"server unreachable ({type(exc).__name__}); will retry")
+            self._was_down = True
+            return None
+        if self._was_down:
+            self._note("server reachable again")
+            self._was_down = False
+        try:
+            data = answer.json()
+        except ValueError:
+            data = {}
+        return answer.status_code, data if isinstance(data, dict) else {}
+
+    def heartbeat(self) -> None:
+        """One batch: no points, parsed progress if it changed, and read the cancel flag."""
+        with self._lock:
+            progress, dirty = self._progress, self._progress_dirty
+            self._progress_dirty = False
+        body: dict[str, object] = {"reporter": REPORTER, "seq": self._next_seq(), "points": []}
+        body.update(progress_fields(progress) if dirty and progress else {"source": "output"})
+        result = self._post(body)
+        if result is None or result[0] >= 500:
+            if dirty:
+                with self._lock:
+                    self._progress_dirty = True
+            return
+        status, data = result
+        if status == 404:
+            self.server_ended = "the job no longer exists on the server"
+            return
+        if data.get("cancelRequested"):
+            self.cancel_requested.set()
+        job_status = data.get("status")
+        if status == 200 and job_status in ("completed", "failed", "cancelled"):
+            self.server_ended = f"the server marked the job {job_status}"
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                self.heartbeat()
+            except Exception as exc:  # never let the heartbeat thread die
+                self._note(f"heartbeat error: {exc!r}")
+            self._stop.wait(max(0.0, self._interval - (time.monotonic() - started)))
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def final(self, outcome: Outcome, deadline: float = REPORT_DEADLINE) -> bool:
+        """Send the end until acknowledged (or refused for good); ``False`` if given up."""
+        self.stop()
+        body: dict[str, object] = {"reporter": REPORTER, "seq": self._next_seq(), "points": []}
+        with self._lock:
+            if self._progress is not None:
+                body.update(progress_fields(self._progress))
+        body.update(outcome.to_json())
+        body["source"] = "output"
+        give_up = time.monotonic() + deadline
+        delay = 0.2
+        while time.monotonic() < give_up:
+            result = self._post(body)
+            if result is not None:
+                status, _data = result
+                if status < 300:
+                    return True
+                if status < 500 and status not in (408, 429):
+                    self._note(f"the server refused the final report ({status}): {_data}")
+                    return False
+            time.sleep(delay)  # nobody waits on us: backing off is all this loop does
+            delay = min(delay * 2, 5.0)
+        return False
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class Supervisor:
+    def __init__(
+        self,
+        job_id: str,
+        spec: Spec,
+        *,
+        url: str,
+        data_dir: Path,
+        log_cap: int = DEFAULT_CAP,
+        heartbeat: float = HEARTBEAT_SECONDS,
+    ) -> None:
+        self.job_id = job_id
+        self.spec = spec
+        self.url = url
+        self.log = LogWriter(log_path(data_dir, job_id), cap=log_cap)
+        self.reporter = Reporter(url, job_id, spec.token, interval=heartbeat, note=self.log.note)
+        self._stderr_tail: deque[bytes] = deque()
+        self._stderr_len = 0
+        self._tail_lock = threading.Lock()
+        self._stop_signal: str | None = None
+        self._wake = threading.Event()
+
+    # -- signals ------------------------------------------------------------------------
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self._stop_signal = f"the supervisor received {signal.Signals(signum).name}"
+        self._wake.set()
+
+    def install_signals(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    # -- output -------------------------------------------------------------------------
+
+    def _pump(self, stream: IO[bytes], is_stderr: bool) -> None:
+        fd = stream.fileno()
+        tracker = ProgressTracker()
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            try:
+                self.log.write(chunk)
+            except OSError as exc:  # a full disk must not stop the training
+                sys.stderr.write(f"log write failed: {exc}\n")
+            if is_stderr:
+                with self._tail_lock:
+                    self._stderr_tail.append(chunk)
+                    self._stderr_len += len(chunk)
+                    while self._stderr_len - len(self._stderr_tail[0]) > STDERR_KEEP:
+                        self._stderr_len -= len(self._stderr_tail.popleft())
+            progress = tracker.feed(decoder.decode(chunk))
+            if progress is not None:
+                self.reporter.set_progress(progress)
+        stream.close()
+
+    def stderr_tail(self) -> str:
+        with self._tail_lock:
+            data = b"".join(self._stderr_tail)
+        return error_tail(data[-STDERR_KEEP:])
+
+    # -- processes ----------------------------------------------------------------------
+
+    def _reap(self, child: int, codes: dict[int, int]) -> None:
+        """Reap every exited child (ours and re-parented orphans); keep our command's code."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid == child:
+                codes[child] = os.waitstatus_to_exitcode(status)
+
+    def _others(self, pgid: int) -> list[int]:
+        """Live descendants outside the job's group (they called setsid or setpgid)."""
+        me = os.getpid()
+        return [s.pid for s in proc.descendants(me, proc.all_stats()) if s.pgid != pgid]
+
+    def _stop_job(self, pgid: int, child: int, codes: dict[int, int], grace: float) -> bool:
+        """SIGTERM the job's group, wait up to ``grace``, SIGKILL the rest; ``True`` if SIGKILL
+        was needed."""
+
+        def gone() -> bool:
+            self._reap(child, codes)
+            return not proc.live_members(pgid=pgid) and not self._others(pgid)
+
+        result = proc.terminate_group(pgid, grace, is_gone=gone, extra=lambda: self._others(pgid))
+        deadline = time.monotonic() + 5.0
+        while not gone() and time.monotonic() < deadline:
+            time.sleep(0.02)  # SIGKILL sent: the kernel needs a moment to tear them down
+        return result.killed
+
+    def run(self) -> int:
+        proc.become_subreaper()
+        self.install_signals()
+        spec = self.spec
+        self.log.note(f"starting {subprocess.list2cmdline(spec.argv)} in {spec.cwd or os.getcwd()}")
+        env = child_env(dict(os.environ), spec, self.url, self.job_id)
+        try:
+            if not spec.argv:
+                raise FileNotFoundError("empty command")
+            popen = subprocess.Popen(
+                spec.argv,
+                cwd=spec.cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                process_group=0,
+                close_fds=True,
+            )
+        except (OSError, ValueError) as exc:
+            error = (
+                launch_error_text(spec.argv, spec.cwd, exc)
+                if isinstance(exc, OSError)
+                else str(exc)
+            )
+            self.log.note(error)
+            return self._finish(decide(returncode=None, grace=spec.grace, launch_error=error))
+
+        child = popen.pid
+        assert popen.stdout is not None and popen.stderr is not None
+        pumps = [
+            threading.Thread(target=self._pump, args=(popen.stdout, False), daemon=True),
+            threading.Thread(target=self._pump, args=(popen.stderr, True), daemon=True),
+        ]
+        for pump in pumps:
+            pump.start()
+        self.reporter.start()
+
+        codes: dict[int, int] = {}
+        cancelled = killed = False
+        stopped_by: str | None = None
+        while child not in codes:
+            self._reap(child, codes)
+            if child in codes:
+                break
+            why = self._stop_signal or self.reporter.server_ended
+            if self.reporter.cancel_requested.is_set() or why is not None:
+                cancelled = why is None
+                stopped_by = why
+                self.log.note(
+                    f"cancel requested: SIGTERM, then SIGKILL after {spec.grace:g} s"
+                    if cancelled
+                    else f"{why}: stopping the job"
+                )
+                killed = self._stop_job(child, child, codes, spec.grace)
+                break
+            self._wake.wait(0.05)
+
+        if not cancelled and stopped_by is None:
+            leftovers = proc.live_members(pgid=child) + [
+                s for s in proc.descendants(os.getpid(), proc.all_stats())
+            ]
+            if leftovers:
+                self.log.note(f"stopping {len(leftovers)} process(es) the job left behind")
+                self._stop_job(child, child, codes, min(spec.grace, LEFTOVER_GRACE))
+        self._reap(child, codes)
+        popen.returncode = codes.get(child)  # we reaped it; keep Popen from trying again
+        for pump in pumps:
+            pump.join(timeout=5)
+        outcome = decide(
+            returncode=codes.get(child),
+            grace=spec.grace,
+            cancelled=cancelled,
+            killed=killed,
+            stopped_by=stopped_by,
+            stderr_tail=self.stderr_tail(),
+        )
+        self.log.note(f"ended: {outcome.status}, {outcome.end_reason}")
+        return self._finish(outcome)
+
+    def _finish(self, outcome: Outcome) -> int:
+        delivered = self.reporter.final(outcome)
+        if not delivered:
+            self.log.note("could not deliver the final report to the server")
+        self.reporter.close()
+        self.log.close()
+        return 0 if delivered else 1
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m trainmon.runner.supervisor")
+    parser.add_argument("--job-id", required=True)
+    parser.add_argument("--url", required=True, help="the trainmon server")
+    parser.add_argument("--data-dir", required=True, type=Path, help="logs go to DIR/logs")
+    parser.add_argument("--log-cap", type=int, default=DEFAULT_CAP, help="bytes of log kept")
+    parser.add_argument("--heartbeat", type=float, default=HEARTBEAT_SECONDS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    raw = sys.stdin.read()
+    if not raw.strip():
+        return 3  # the executor did not hand over the job (cancelled meanwhile): run nothing
+    try:
+        spec = Spec.from_json(json.loads(raw))
+    except (ValueError, TypeError) as exc:
+        print(f"bad job spec: {exc}", file=sys.stderr)
+        return 2
+    supervisor = Supervisor(
+        args.job_id,
+        spec,
+        url=args.url,
+        data_dir=args.data_dir,
+        log_cap=args.log_cap,
+        heartbeat=args.heartbeat,
+    )
+    return supervisor.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
