@@ -19,12 +19,14 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
 from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+from starlette.types import Scope
 
 from trainmon.models import Job
 from trainmon.server.errors import install_error_handlers
 from trainmon.server.events import EventBus
 from trainmon.server.middleware import GuardMiddleware
-from trainmon.server.routes import auth, health, jobs, logs
+from trainmon.server.routes import auth, events, health, jobs, logs, pages
 from trainmon.server.schemas import ProgressIn, job_to_api
 from trainmon.service import JobService
 from trainmon.settings import Settings
@@ -36,16 +38,29 @@ TEMPLATES_DIR = HERE / "templates"
 
 
 @cache
-def _asset_version(path: str) -> str:
-    try:
-        return hashlib.sha256((STATIC_DIR / path).read_bytes()).hexdigest()[:10]
-    except OSError:
-        return "0"
+def static_version() -> str:
+    """A hash of every packaged asset. Versioning the directory, not each file, keeps the
+    relative imports between ES modules (``./format.js``) on the same version."""
+    digest = hashlib.sha256()
+    for path in sorted(STATIC_DIR.rglob("*")):
+        if path.is_file():
+            digest.update(path.relative_to(STATIC_DIR).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def static_url(path: str) -> str:
-    """Cache-busting URL of a packaged asset: changes whenever the file does."""
-    return f"/static/{path}?v={_asset_version(path)}"
+    return f"/static/{static_version()}/{path}"
+
+
+class ImmutableStaticFiles(StaticFiles):
+    """The URL changes whenever any asset does, so browsers may keep each one for good."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        if response.status_code == 200:
+            response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+        return response
 
 
 def make_templates() -> Jinja2Templates:
@@ -141,10 +156,16 @@ def create_app(settings: Settings, *, start_executor: bool | None = None) -> Fas
     app.state.settings = settings
     app.state.templates = make_templates()
     install_error_handlers(app)
-    for router in (health.router, jobs.router, logs.router, auth.router):
+    for router in (
+        health.router, pages.router, jobs.router, events.router, logs.router, auth.router
+    ):
         app.include_router(router)
     _document_raw_bodies(app)
-    app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
+    app.mount(
+        f"/static/{static_version()}",
+        ImmutableStaticFiles(directory=STATIC_DIR, check_dir=False),
+        name="static",
+    )
     app.add_middleware(
         GuardMiddleware, host_names=settings.host_names(), max_body=settings.max_body_bytes
     )

@@ -1,0 +1,76 @@
+"""``GET /api/training/events``: Server-Sent Events of job changes, per docs/API.md.
+
+A snapshot first, then one ``job`` event per changed job. The bus keeps only the newest
+version of each job for a subscriber until it reads, so pausing ``COALESCE_SECONDS`` after each
+send caps what a viewer repaints (a job logging 1,000 steps/s reaches the page a few times a
+second) without ever dropping a final state. Every connection, including a browser's
+reconnect with ``Last-Event-ID``, starts with a fresh snapshot: simpler than replaying, and
+a reconnect after a long outage needs the whole picture anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from trainmon.server.deps import BusDep, ReadAccess, ServiceDep
+from trainmon.server.events import EventBus
+from trainmon.server.schemas import job_to_api
+from trainmon.service import JobService
+
+router = APIRouter(prefix="/api/training", tags=["events"], dependencies=[ReadAccess])
+
+COALESCE_SECONDS = 0.15
+PING_SECONDS = 15.0
+RETRY_MS = 2000  # how soon a browser reconnects after a drop
+
+STREAM_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Accel-Buffering": "no",  # nginx would otherwise hold events back in its buffer
+}
+
+
+def encode(event: str, data: Any, event_id: int) -> str:
+    # json.dumps escapes newlines inside strings, so the payload is always one data line.
+    payload = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    return f"id: {event_id}\nevent: {event}\ndata: {payload}\n\n"
+
+
+def snapshot(service: JobService) -> list[dict[str, Any]]:
+    now = service.clock()
+    return [job_to_api(j, stale=service.is_stale(j, now)) for j in service.dashboard_jobs()]
+
+
+async def stream(
+    service: JobService,
+    bus: EventBus,
+    coalesce: float = COALESCE_SECONDS,
+    ping: float = PING_SECONDS,
+) -> AsyncIterator[str]:
+    # Subscribe before reading the snapshot so no change can fall between the two; a change
+    # seen twice is harmless (the page ignores versions older than the one it shows).
+    async with bus.subscribe() as subscription:
+        jobs = await run_in_threadpool(snapshot, service)
+        yield f"retry: {RETRY_MS}\n" + encode("snapshot", {"jobs": jobs}, bus.last_id)
+        while True:
+            try:
+                changed = await asyncio.wait_for(subscription.get(), ping)
+            except TimeoutError:
+                yield ": ping\n\n"
+                continue
+            event_id = bus.last_id
+            yield "".join(encode("job", job, event_id) for job in changed)
+            await asyncio.sleep(coalesce)
+
+
+@router.get("/events")
+async def events(service: ServiceDep, bus: BusDep) -> StreamingResponse:
+    return StreamingResponse(
+        stream(service, bus), media_type="text/event-stream", headers=STREAM_HEADERS
+    )

@@ -1,0 +1,85 @@
+// Cancel from the page: the card's button opens a confirmation naming the job (a native modal
+// <dialog>: focus is trapped, Escape closes it, focus returns to the button); confirming POSTs
+// the cancel with the CSRF token, never the write token, which the page does not have.
+
+let csrfToken = null;
+
+async function fetchCsrf() {
+  const response = await fetch("/api/auth/csrf", { credentials: "same-origin", cache: "no-store" });
+  if (!response.ok) throw new Error(await errorMessage(response));
+  csrfToken = (await response.json()).csrfToken;
+  return csrfToken;
+}
+
+async function errorMessage(response) {
+  try {
+    const body = await response.json();
+    if (body && body.error && body.error.message) return body.error.message;
+  } catch {
+    // not JSON: a proxy's page, say; the status line is all there is
+  }
+  return `the server answered ${response.status} ${response.statusText}`.trim();
+}
+
+async function postCancel(jobId, retried = false) {
+  const token = csrfToken ?? (await fetchCsrf());
+  const response = await fetch(`/api/training/jobs/${encodeURIComponent(jobId)}/cancel`, {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "X-CSRF-Token": token },
+  });
+  // The token is derived from the server's write token: after a rotation, fetch it again once.
+  if (response.status === 403 && !retried) {
+    csrfToken = null;
+    return postCancel(jobId, true);
+  }
+  if (!response.ok) throw new Error(await errorMessage(response));
+  return response.json();
+}
+
+// `board` is live.js's: it owns the cards and the pending-cancel marks.
+export function initCancel(board, dialog, announce) {
+  const nameEl = dialog.querySelector("#cancel-name");
+  let target = null; // { id, button }
+
+  board.root.addEventListener("click", (event) => {
+    const button = event.target.closest('[data-action="cancel"]');
+    if (!button || button.disabled) return;
+    const card = button.closest("[data-job-id]");
+    target = { id: card.dataset.jobId, button };
+    nameEl.textContent = board.nameOf(target.id);
+    dialog.returnValue = "";
+    dialog.showModal();
+  });
+
+  dialog.addEventListener("close", () => {
+    const chosen = target;
+    target = null;
+    if (!chosen) return;
+    if (dialog.returnValue !== "confirm") {
+      chosen.button.focus();
+      return;
+    }
+    confirm(chosen.id);
+  });
+
+  async function confirm(id) {
+    const name = board.nameOf(id);
+    board.setPendingCancel(id, true);
+    board.showCancelError(id, "");
+    // The disabled button cannot hold focus; keep the keyboard user on this card.
+    board.focusCard(id);
+    announce(`Cancelling ${name}…`);
+    try {
+      const job = await postCancel(id);
+      board.setPendingCancel(id, false);
+      board.upsert(job);
+    } catch (error) {
+      board.setPendingCancel(id, false);
+      const reason = String(error.message || error).replace(/\.$/, "");
+      const message = `Could not cancel: ${reason}. You can try again.`;
+      board.showCancelError(id, message);
+      announce(message);
+    }
+  }
+}
