@@ -10,8 +10,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from pydantic.alias_generators import to_camel
+from typing_extensions import TypedDict
 
-from trainmon.models import Command, Job, JobStatus, float_from_json, float_to_json
+from trainmon.models import Command, Job, JobStatus, float_to_json
 from trainmon.reporting import LOSS, Point, ProgressReport
 from trainmon.service import JobCreate
 
@@ -25,16 +26,15 @@ Step = Annotated[int, Field(ge=0, le=MAX_STEP)]
 JobId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{5,63}$")]
 Reporter = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 ErrorText = Annotated[str, StringConstraints(max_length=20_000)]
-# A number, or the strings JSON uses for what it cannot spell (float() reads all three).
-Scalar = float | Literal["NaN", "Infinity", "-Infinity"]
+# A number, or the strings JSON uses for what it cannot spell: Pydantic's float reads them
+# (and other numeric strings) itself, far cheaper than a union with a Literal.
+Scalar = Annotated[
+    float, Field(description='a number, or "NaN", "Infinity", "-Infinity" for a diverged value')
+]
 
 
 class Body(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
-
-
-def to_float(value: Scalar | None) -> float | None:
-    return float_from_json(value)
 
 
 class CommandIn(Body):
@@ -91,11 +91,16 @@ class JobCreateIn(Body):
         )
 
 
-class PointIn(Body):
-    step: Step | None = None
-    time: Annotated[float, Field(ge=0, le=1e11, allow_inf_nan=False)] | None = None
-    loss: Scalar | None = None
-    metrics: dict[MetricKey, Scalar] | None = Field(default=None, max_length=MAX_METRICS)
+class PointIn(TypedDict, total=False):
+    """One reported point. A TypedDict, not a model: a batch holds up to 100,000 of these and
+    validating dicts is four times cheaper than building model instances."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+
+    step: Step | None
+    time: Annotated[float, Field(ge=0, le=1e11, allow_inf_nan=False)] | None
+    loss: Scalar | None
+    metrics: Annotated[dict[MetricKey, Scalar], Field(max_length=MAX_METRICS)] | None
 
 
 class ProgressIn(Body):
@@ -114,12 +119,13 @@ class ProgressIn(Body):
     def to_report(self, now: float) -> ProgressReport:
         points = []
         for p in self.points:
-            values: dict[str, float] = {}
-            if p.metrics:
-                values = {k: float(v) for k, v in p.metrics.items()}
-            if p.loss is not None:
-                values[LOSS] = float(p.loss)
-            points.append(Point(p.step, p.time if p.time is not None else now, values))
+            metrics = p.get("metrics")
+            values = dict(metrics) if metrics else {}
+            loss = p.get("loss")
+            if loss is not None:
+                values[LOSS] = loss
+            when = p.get("time")
+            points.append(Point(p.get("step"), now if when is None else when, values))
         return ProgressReport(
             reporter=self.reporter,
             seq=self.seq,
@@ -130,7 +136,7 @@ class ProgressIn(Body):
             end_reason=self.end_reason,
             current_step=self.current_step,
             total_steps=self.total_steps,
-            loss=to_float(self.loss),
+            loss=self.loss,
             source=self.source,
         )
 
