@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from trainmon.client import ApiClient, ClientError
@@ -59,7 +60,7 @@ def job_row(job: dict[str, Any], now: float) -> list[str]:
         status += " (stale)"
     return [
         job["id"],
-        job["name"],
+        escape(job["name"]),  # a name like "run[/x]" is text, not Rich markup
         f"[{STATUS_STYLE.get(job['status'], '')}]{status}[/]",
         f"{job['progress']:.1f}%",
         format_steps(job.get("currentStep"), job.get("totalSteps")),
@@ -120,7 +121,7 @@ def status_command(job_id: str, as_json: bool, url: str | None) -> None:
     console = Console()
     print_jobs([job], console)
     if job.get("error"):
-        console.print(f"[red]error:[/] {job['error']}", markup=True, highlight=False)
+        console.print(f"[red]error:[/] {escape(job['error'])}", highlight=False)
 
 
 @main.command("cancel")
@@ -198,7 +199,11 @@ def serve(settings: Settings, on_ready: Callable[[], None] | None = None) -> Non
                 on_ready()
 
     server.startup = startup  # type: ignore[method-assign]
-    server.run()
+    try:
+        server.run()
+    finally:
+        with contextlib.suppress(OSError):
+            (settings.data_dir / SERVER_FILE).unlink()
 
 
 def serve_options(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -24,6 +25,15 @@ class JobStatus(str, Enum):
     @property
     def is_terminal(self) -> bool:
         return self in TERMINAL
+
+
+# Job ids: 12 hex characters when the server picks one; a client may propose its own.
+JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{5,63}$"
+_JOB_ID = re.compile(JOB_ID_PATTERN)
+
+
+def is_job_id(value: str) -> bool:
+    return _JOB_ID.match(value) is not None
 
 
 ACTIVE = frozenset({JobStatus.PENDING, JobStatus.QUEUED, JobStatus.RUNNING})
@@ -85,7 +95,6 @@ def is_stale(
 
 # JSON has no NaN or infinities; a diverged loss travels as these strings.
 _SPECIAL_OUT = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
-_SPECIAL_IN = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
 def float_to_json(value: float | None) -> float | str | None:
@@ -94,19 +103,6 @@ def float_to_json(value: float | None) -> float | str | None:
     if math.isfinite(value):
         return value
     return _SPECIAL_OUT[repr(value)]
-
-
-def float_from_json(value: object) -> float | None:
-    """Accept a JSON number or one of the special strings; ``ValueError`` otherwise."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise ValueError("must be a number, not a boolean")
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str) and value in _SPECIAL_IN:
-        return _SPECIAL_IN[value]
-    raise ValueError('must be a number or one of "NaN", "Infinity", "-Infinity"')
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import time
 import uuid
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from sqlalchemy import Connection
 
 from trainmon.errors import BadRequest, Conflict, NotFound
-from trainmon.models import ACTIVE, Command, Job, JobStatus, is_stale
+from trainmon.models import ACTIVE, Command, Job, JobStatus, is_job_id, is_stale
 from trainmon.reporting import ProgressReport, apply_report, transition
 from trainmon.store import Store, StoredPoint
 
@@ -60,7 +61,7 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
         created, job_id = json.loads(raw)
         if isinstance(created, bool) or not isinstance(created, int | float):
             raise ValueError(created)
-        if not isinstance(job_id, str):
+        if not math.isfinite(created) or not isinstance(job_id, str) or not is_job_id(job_id):
             raise ValueError(job_id)
         return float(created), job_id
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
@@ -93,10 +94,14 @@ class JobService:
 
     def get_job(self, job_id: str) -> Job:
         with self.store.read() as conn:
-            job = self.store.get_job(conn, job_id)
+            job = self._find(conn, job_id)
         if job is None:
             raise NotFound(f"no job with id {job_id!r}")
         return job
+
+    def _find(self, conn: Connection, job_id: str, *, lock: bool = False) -> Job | None:
+        # An id no job can have (NUL, 1 MB) never reaches the database, which may choke on it.
+        return self.store.get_job(conn, job_id, lock=lock) if is_job_id(job_id) else None
 
     def list_jobs(
         self, statuses: frozenset[JobStatus] | None, limit: int = 100, cursor: str | None = None
@@ -117,7 +122,7 @@ class JobService:
 
     def points(self, job_id: str, after: int | None, limit: int) -> list[StoredPoint]:
         with self.store.read() as conn:
-            if self.store.get_job(conn, job_id) is None:
+            if self._find(conn, job_id) is None:
                 raise NotFound(f"no job with id {job_id!r}")
             return self.store.read_points(conn, job_id, after, limit)
 
@@ -185,7 +190,7 @@ class JobService:
         return ReportResult(True, updated)
 
     def _locked(self, conn: Connection, job_id: str) -> Job:
-        job = self.store.get_job(conn, job_id, lock=True)
+        job = self._find(conn, job_id, lock=True)
         if job is None:
             raise NotFound(f"no job with id {job_id!r}")
         return job

@@ -77,11 +77,17 @@ def _publisher(bus: EventBus, service: JobService) -> Callable[[Job], None]:
     return publish
 
 
-async def _watch_liveness(service: JobService, started: float, period: float) -> None:
-    """Fail jobs that lost contact, and tell viewers when a running job turns stale."""
+async def _watch_liveness(
+    service: JobService, started: float, period: float, stop: asyncio.Event
+) -> None:
+    """Fail jobs that lost contact, and tell viewers when a running job turns stale. Stops
+    between rounds (not by cancel), so no database call is cut off while the store closes."""
     stale: set[str] = set()
     while True:
-        await asyncio.sleep(period)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), period)
+        if stop.is_set():
+            return
         with contextlib.suppress(Exception):  # a database hiccup must not end the watcher
             await run_in_threadpool(service.reap_lost_contact, started)
             running = await run_in_threadpool(service.running_jobs)
@@ -139,11 +145,13 @@ def create_app(settings: Settings, *, start_executor: bool | None = None) -> Fas
             )
             executor.start()
         period = max(0.2, min(1.0, settings.heartbeat_interval / 4))
-        watcher = asyncio.create_task(_watch_liveness(service, time.time(), period))
+        stop = asyncio.Event()
+        watcher = asyncio.create_task(_watch_liveness(service, time.time(), period, stop))
         try:
             yield
         finally:
-            watcher.cancel()
+            stop.set()
+            await watcher
             if executor is not None:
                 await run_in_threadpool(executor.stop)
             store.dispose()
@@ -157,7 +165,12 @@ def create_app(settings: Settings, *, start_executor: bool | None = None) -> Fas
     app.state.templates = make_templates()
     install_error_handlers(app)
     for router in (
-        health.router, pages.router, jobs.router, events.router, logs.router, auth.router
+        health.router,
+        pages.router,
+        jobs.router,
+        events.router,
+        logs.router,
+        auth.router,
     ):
         app.include_router(router)
     _document_raw_bodies(app)

@@ -57,25 +57,48 @@ class GuardMiddleware:
             await send_error(send, BadRequest(f"unknown Host header {host!r}: request refused"))
             return
         declared = headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
+        if declared is not None and not declared.isdigit():
+            await send_error(send, BadRequest("invalid Content-Length header"))
+            return
+        if declared is not None and int(declared) > self.max_body:
             await send_error(send, PayloadTooLarge(f"request body over {self.max_body} bytes"))
             return
-        await self.app(scope, self._capped(receive, send), self._with_headers(scope, send))
+        if declared is None and scope["method"] in ("POST", "PUT", "PATCH"):
+            # A streamed (chunked) body has no length to check up front: read it, up to the cap.
+            body = await self._read_capped(receive)
+            if body is None:
+                await send_error(send, PayloadTooLarge(f"request body over {self.max_body} bytes"))
+                return
+            receive = self._replay(body, receive)
+        await self.app(scope, receive, self._with_headers(scope, send))
 
-    def _capped(self, receive: Receive, send: Send) -> Receive:
-        """Count streamed (chunked) bodies too; stop reading at the cap."""
-        seen = 0
-
-        async def wrapped() -> Message:
-            nonlocal seen
+    async def _read_capped(self, receive: Receive) -> bytes | None:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_body:
-                    raise PayloadTooLarge(f"request body over {self.max_body} bytes")
-            return message
+            if message["type"] != "http.request":
+                return b"".join(chunks)  # disconnected: the app will see an empty body
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
 
-        return wrapped
+    @staticmethod
+    def _replay(body: bytes, receive: Receive) -> Receive:
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return replay
 
     def _with_headers(self, scope: Scope, send: Send) -> Send:
         is_docs = str(scope.get("path", "")).startswith(DOCS_PATHS)

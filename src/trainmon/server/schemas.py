@@ -8,11 +8,18 @@ import math
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 from typing_extensions import TypedDict
 
-from trainmon.models import Command, Job, JobStatus, float_to_json
+from trainmon.models import JOB_ID_PATTERN, Command, Job, JobStatus, float_to_json
 from trainmon.reporting import LOSS, Point, ProgressReport
 from trainmon.service import JobCreate
 
@@ -20,12 +27,36 @@ MAX_STEP = 2**63 - 1
 MAX_POINTS = 100_000
 MAX_METRICS = 200
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+def plain_text(value: str) -> str:
+    """Text every store can keep and every client can read: PostgreSQL refuses NUL, and a lone
+    surrogate (legal in JSON's \\u escapes) cannot be encoded as UTF-8 in an answer."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (no lone surrogates)") from None
+    return value
+
+
+PlainText = AfterValidator(plain_text)
+
+
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), PlainText
+]
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=100), PlainText]
+Arg = Annotated[str, StringConstraints(max_length=10_000), PlainText]
+EnvName = Annotated[str, StringConstraints(min_length=1, max_length=256), PlainText]
+EnvValue = Annotated[str, StringConstraints(max_length=100_000), PlainText]
+# Metric keys only ever travel inside JSON text, which escapes anything; checking each key of
+# 100,000 points in Python would cost more than the rest of the batch.
 MetricKey = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 Step = Annotated[int, Field(ge=0, le=MAX_STEP)]
-JobId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{5,63}$")]
-Reporter = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-ErrorText = Annotated[str, StringConstraints(max_length=20_000)]
+JobId = Annotated[str, StringConstraints(pattern=JOB_ID_PATTERN)]
+Reporter = Annotated[str, StringConstraints(min_length=1, max_length=64), PlainText]
+ErrorText = Annotated[str, StringConstraints(max_length=20_000), PlainText]
 # A number, or the strings JSON uses for what it cannot spell: Pydantic's float reads them
 # (and other numeric strings) itself, far cheaper than a union with a Literal.
 Scalar = Annotated[
@@ -38,13 +69,9 @@ class Body(BaseModel):
 
 
 class CommandIn(Body):
-    argv: list[Annotated[str, StringConstraints(max_length=10_000)]] = Field(
-        min_length=1, max_length=1_000
-    )
-    cwd: Annotated[str, StringConstraints(max_length=4_096)] | None = None
-    env: dict[Annotated[str, StringConstraints(min_length=1, max_length=256)], str] = Field(
-        default_factory=dict, max_length=500
-    )
+    argv: list[Arg] = Field(min_length=1, max_length=1_000)
+    cwd: Annotated[str, StringConstraints(max_length=4_096), PlainText] | None = None
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict, max_length=500)
 
     @field_validator("argv")
     @classmethod
@@ -58,9 +85,7 @@ class JobCreateIn(Body):
     name: Name
     total_steps: Annotated[int, Field(gt=0, le=MAX_STEP)] | None = None
     config: dict[str, Any] = Field(default_factory=dict, max_length=1_000)
-    tags: list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] = Field(
-        default_factory=list, max_length=100
-    )
+    tags: list[Tag] = Field(default_factory=list, max_length=100)
     id: JobId | None = None
     command: CommandIn | None = None
     grace_seconds: Annotated[float, Field(ge=0, le=3_600)] = 10.0
@@ -69,10 +94,12 @@ class JobCreateIn(Body):
     @classmethod
     def _config_is_plain_json(cls, config: dict[str, Any]) -> dict[str, Any]:
         try:
-            text = json.dumps(config, allow_nan=False)
-        except ValueError:
-            raise ValueError("config must not hold NaN or Infinity") from None
-        if len(text) > 64 * 1024:
+            encoded = json.dumps(config, allow_nan=False, ensure_ascii=False).encode()
+        except ValueError:  # UnicodeEncodeError is one too
+            raise ValueError(
+                "config must be plain JSON: no NaN, Infinity or lone surrogates"
+            ) from None
+        if len(encoded) > 64 * 1024:
             raise ValueError("config is larger than 64 KiB")
         return config
 
@@ -110,7 +137,7 @@ class ProgressIn(Body):
     status: Literal["running", "completed", "failed", "cancelled"] | None = None
     error: ErrorText | None = None
     exit_code: Annotated[int, Field(ge=-(2**31), le=2**31 - 1)] | None = None
-    end_reason: Annotated[str, StringConstraints(max_length=1_000)] | None = None
+    end_reason: Annotated[str, StringConstraints(max_length=1_000), PlainText] | None = None
     current_step: Step | None = None
     total_steps: Annotated[int, Field(gt=0, le=MAX_STEP)] | None = None
     loss: Scalar | None = None

@@ -1,0 +1,217 @@
+"""``trainmon ls/status/cancel`` through click's runner, against a real server process."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import CliRunner, Result
+
+from live import LiveServer, free_port
+from trainmon.cli import main
+
+JOBS = "/api/training/jobs"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """One server for the module (startup is the slow part); tests use names of their own."""
+    live = LiveServer(tmp_path_factory.mktemp("cli") / "d", executor=False)
+    live.data_dir.mkdir(parents=True)
+    live.start()
+    yield live
+    live.stop()
+    live._log.close()  # LiveServer leaves its log file open (a ResourceWarning when collected)
+
+
+@pytest.fixture
+def api(server: LiveServer) -> Iterator[httpx.Client]:
+    with server.client() as client:
+        yield client
+
+
+def run(server_url: str, *args: str, token: str = "test-token") -> Result:
+    env = {"TRAINMON_URL": server_url, "TRAINMON_TOKEN": token, "COLUMNS": "200"}
+    return CliRunner().invoke(main, list(args), env=env)
+
+
+def new_job(api: httpx.Client, status: str = "pending", **body: Any) -> dict[str, Any]:
+    name = f"cli-{uuid.uuid4().hex[:6]}"
+    job: dict[str, Any] = api.post(JOBS, json={"name": name, **body}).json()
+    if status in ("running", "completed", "failed"):
+        api.post(f"{JOBS}/{job['id']}/progress", json={"seq": 0, "status": "running"})
+    if status in ("completed", "failed"):
+        api.post(f"{JOBS}/{job['id']}/progress", json={"seq": 1, "status": status})
+    return dict(api.get(f"{JOBS}/{job['id']}").json())
+
+
+def assert_one_line_error(result: Result, *fragments: str) -> None:
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+# -- ls -----------------------------------------------------------------------------------------
+
+
+def test_ls_prints_a_table_newest_first(server: LiveServer, api: httpx.Client) -> None:
+    older = new_job(api, totalSteps=200)
+    newer = new_job(api, "running", totalSteps=200)
+    api.post(f"{JOBS}/{newer['id']}/progress", json={"seq": 1, "currentStep": 50, "loss": 0.4213})
+    result = run(server.url, "ls")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split() == ["ID", "NAME", "STATUS", "PROGRESS", "STEPS", "LOSS", "ELAPSED"]
+    newer_line = next(line for line in lines if newer["id"] in line)
+    older_line = next(line for line in lines if older["id"] in line)
+    assert lines.index(newer_line) < lines.index(older_line)
+    assert newer["name"] in newer_line and "running" in newer_line and "25.0%" in newer_line
+    assert "50" in newer_line and "0.42" in newer_line
+    assert older["name"] in older_line and "pending" in older_line and "0.0%" in older_line
+    assert "\x1b[" not in result.output  # no colour codes when not a terminal
+
+
+@pytest.mark.parametrize("name", ["llama[bs=32]", "sweep [red]lr", "data[/x]"])
+def test_ls_shows_names_verbatim(tmp_path: Path, name: str) -> None:
+    """A job name is text, not Rich markup: brackets neither vanish nor crash the table.
+    Its own server: a name that breaks ``ls`` must not break the other tests' listings."""
+    own = LiveServer(tmp_path / "own", executor=False)
+    own.data_dir.mkdir(parents=True)
+    own.start()
+    try:
+        with own.client() as client:
+            job = client.post(JOBS, json={"name": name}).json()
+        result = run(own.url, "ls")
+    finally:
+        own.stop()
+        own._log.close()
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert name in next(line for line in result.output.splitlines() if job["id"] in line)
+
+
+def test_ls_json_is_the_api_page(server: LiveServer, api: httpx.Client) -> None:
+    job = new_job(api)
+    result = run(server.url, "ls", "--json", "--limit", "500")
+    assert result.exit_code == 0, result.output
+    page = json.loads(result.output)
+    assert set(page) == {"jobs", "total", "nextCursor"}
+    assert job["id"] in [j["id"] for j in page["jobs"]]
+
+
+def test_ls_filters_by_status(server: LiveServer, api: httpx.Client) -> None:
+    failed, pending = new_job(api, "failed"), new_job(api)
+    result = run(server.url, "ls", "--status", "failed", "--json", "--limit", "500")
+    statuses = {j["status"] for j in json.loads(result.output)["jobs"]}
+    ids = {j["id"] for j in json.loads(result.output)["jobs"]}
+    assert statuses == {"failed"} and failed["id"] in ids and pending["id"] not in ids
+
+
+def test_ls_says_so_when_nothing_matches(server: LiveServer) -> None:
+    result = run(server.url, "ls", "--status", "queued")  # nothing here is ever queued
+    assert result.exit_code == 0
+    assert result.output.startswith("No jobs.")
+
+
+def test_ls_shows_how_many_were_left_out(server: LiveServer, api: httpx.Client) -> None:
+    new_job(api)
+    new_job(api)
+    result = run(server.url, "ls", "--limit", "1")
+    assert result.exit_code == 0
+    assert "1 of " in result.output and " jobs shown" in result.output
+
+
+def test_ls_with_an_unknown_status_is_one_line(server: LiveServer) -> None:
+    assert_one_line_error(run(server.url, "ls", "--status", "bogus"), "unknown status", "422")
+
+
+# -- status -----------------------------------------------------------------------------------
+
+
+def test_status_prints_the_job(server: LiveServer, api: httpx.Client) -> None:
+    job = new_job(api, "failed")
+    api.post(f"{JOBS}/{job['id']}/progress", json={"seq": 5, "points": []})
+    result = run(server.url, "status", job["id"])
+    assert result.exit_code == 0, result.output
+    assert job["id"] in result.output and job["name"] in result.output
+    assert "failed" in result.output
+
+
+@pytest.mark.parametrize("error", ["ValueError: [bold]boom[/]", "KeyError: '[/x]'"])
+def test_status_shows_the_error_of_a_failed_job_verbatim(
+    server: LiveServer, api: httpx.Client, error: str
+) -> None:
+    job = new_job(api, "running")
+    api.post(f"{JOBS}/{job['id']}/progress", json={"seq": 1, "status": "failed", "error": error})
+    result = run(server.url, "status", job["id"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert f"error: {error}" in result.output  # text, not Rich markup
+
+
+def test_status_json_is_the_api_job(server: LiveServer, api: httpx.Client) -> None:
+    job = new_job(api, "running")
+    result = run(server.url, "status", job["id"], "--json")
+    assert result.exit_code == 0
+    shown = json.loads(result.output)
+    assert shown["id"] == job["id"] and shown["status"] == "running"
+    assert set(shown) == set(api.get(f"{JOBS}/{job['id']}").json())
+
+
+def test_status_of_an_unknown_job_is_one_line(server: LiveServer) -> None:
+    assert_one_line_error(run(server.url, "status", "000000000000"), "000000000000", "404")
+
+
+# -- cancel -----------------------------------------------------------------------------------
+
+
+def test_cancel_of_a_pending_job_ends_it(server: LiveServer, api: httpx.Client) -> None:
+    job = new_job(api)
+    result = run(server.url, "cancel", job["id"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"{job['id']} cancelled"
+    assert api.get(f"{JOBS}/{job['id']}").json()["status"] == "cancelled"
+
+
+def test_cancel_of_a_running_job_asks_it_to_stop(server: LiveServer, api: httpx.Client) -> None:
+    job = new_job(api, "running")
+    result = run(server.url, "cancel", job["id"])
+    assert result.exit_code == 0, result.output
+    assert "cancel requested" in result.output
+    after = api.get(f"{JOBS}/{job['id']}").json()
+    assert after["status"] == "running" and after["cancelRequested"] is True
+    listed = run(server.url, "ls", "--status", "running")
+    assert "cancelling" in next(line for line in listed.output.splitlines() if job["id"] in line)
+
+
+def test_cancel_of_a_finished_job_is_one_line(server: LiveServer, api: httpx.Client) -> None:
+    job = new_job(api, "completed")
+    assert_one_line_error(run(server.url, "cancel", job["id"]), "completed", "409")
+
+
+def test_cancel_of_an_unknown_job_is_one_line(server: LiveServer) -> None:
+    assert_one_line_error(run(server.url, "cancel", "000000000000"), "000000000000", "404")
+
+
+def test_cancel_with_a_wrong_token_is_one_line(server: LiveServer, api: httpx.Client) -> None:
+    job = new_job(api)
+    assert_one_line_error(run(server.url, "cancel", job["id"], token="wrong"), "401")
+    assert api.get(f"{JOBS}/{job['id']}").json()["status"] == "pending"
+
+
+# -- no server ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args", [["ls"], ["ls", "--json"], ["status", "abc123abc123"], ["cancel", "abc123abc123"]]
+)
+def test_server_down_is_one_line(args: list[str]) -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    assert_one_line_error(run(nowhere, *args), "cannot reach", nowhere)
