@@ -29,20 +29,6 @@ print("DONE", flush=True)
 
 
 @pytest.fixture
-def spawn() -> Iterator[Callable[..., Child]]:
-    """Start training scripts; each one is killed and its pipes closed at teardown."""
-    children: list[Child] = []
-
-    def start(script: str, env: dict[str, str], *args: str) -> Child:
-        children.append(Child(script, env, *args))
-        return children[-1]
-
-    yield start
-    for child in children:
-        child.close()
-
-
-@pytest.fixture
 def server(tmp_path: Path) -> Iterator[LiveServer]:
     live = LiveServer(tmp_path / "server-data", executor=False)
     live.data_dir.mkdir(parents=True)
