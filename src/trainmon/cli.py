@@ -17,6 +17,7 @@ from rich.table import Table
 from trainmon.client import ApiClient, ClientError
 from trainmon.local import DEFAULT_PORT, SERVER_FILE
 from trainmon.presentation import format_elapsed, format_loss, format_steps
+from trainmon.runner.commands import demo_command, logs_command, run_command
 from trainmon.settings import Settings, build_settings, is_loopback
 
 STATUS_STYLE = {
@@ -286,17 +287,10 @@ def serve_command(**options: Any) -> None:
     serve(settings)
 
 
-def _register_plugins() -> None:
-    """The runner's commands live with the runner."""
-    with contextlib.suppress(ImportError):
-        from trainmon.runner.commands import demo_command, logs_command, run_command
-
-        main.add_command(run_command, "run")
-        main.add_command(logs_command, "logs")
-        main.add_command(demo_command, "demo")
-
-
-_register_plugins()
+# The runner's commands live with the runner.
+main.add_command(run_command, "run")
+main.add_command(logs_command, "logs")
+main.add_command(demo_command, "demo")
 
 if __name__ == "__main__":
     main()
