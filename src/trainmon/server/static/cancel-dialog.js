@@ -53,6 +53,9 @@ export function initCancel(board, dialog, announce) {
   });
 
   dialog.addEventListener("close", () => {
+    // "close" is dispatched as a task: a quick Escape-then-Enter can reopen the dialog for the
+    // next choice before the first close is seen. That stale close must not take the target.
+    if (dialog.open) return;
     const chosen = target;
     target = null;
     if (!chosen) return;
