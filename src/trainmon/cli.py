@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -167,6 +168,10 @@ def write_server_file(settings: Settings) -> None:
         path.write_text(json.dumps({"url": settings.url, "pid": os.getpid()}))
 
 
+def _exit_cleanly(signum: int, _frame: object) -> None:
+    raise SystemExit(0)
+
+
 def serve(settings: Settings, on_ready: Callable[[], None] | None = None) -> None:
     """Run the server in this process until interrupted."""
     import uvicorn
@@ -200,9 +205,15 @@ def serve(settings: Settings, on_ready: Callable[[], None] | None = None) -> Non
                 on_ready()
 
     server.startup = startup  # type: ignore[method-assign]
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal with the
+    # handlers it found installed. Ours turn that into a clean exit that unwinds `finally`
+    # blocks (here and in `trainmon demo`) instead of dying by the signal or "Aborted!".
+    previous = {sig: signal.signal(sig, _exit_cleanly) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         server.run()
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         with contextlib.suppress(OSError):
             (settings.data_dir / SERVER_FILE).unlink()
 
