@@ -5,22 +5,21 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
-from live import LiveServer
+from live import TOKEN, LiveServer, make_settings
+from sdk_helpers import Child
 from trainmon.server.app import create_app
-from trainmon.settings import Settings
 from trainmon.store import Store
 
 PG_ADMIN_URL = os.environ.get(
     "TRAINMON_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-TOKEN = "test-token"
 
 
 @pytest.fixture(autouse=True)
@@ -61,17 +60,6 @@ def store(db_url: str) -> Iterator[Store]:
     store.dispose()
 
 
-def make_settings(tmp_path: Path, db_url: str, **overrides: object) -> Settings:
-    values: dict[str, object] = {
-        "token": TOKEN,
-        "data_dir": tmp_path / "data",
-        "db_url": db_url,
-        "run_executor": False,
-        **overrides,
-    }
-    return Settings(**values)  # type: ignore[arg-type]
-
-
 @pytest.fixture
 def client(tmp_path: Path, db_url: str) -> Iterator[TestClient]:
     """The app in process on a fresh database, authorised to write."""
@@ -89,3 +77,17 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
     server.start()
     yield server
     server.close()
+
+
+@pytest.fixture
+def spawn() -> Iterator[Callable[..., Child]]:
+    """Start training scripts; each is killed and its pipes closed at teardown."""
+    children: list[Child] = []
+
+    def start(script: str, env: dict[str, str], *args: str) -> Child:
+        children.append(Child(script, env, *args))
+        return children[-1]
+
+    yield start
+    for child in children:
+        child.close()

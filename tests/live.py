@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 
+from trainmon.settings import Settings
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -108,3 +110,17 @@ class LiveServer:
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers=self.headers, timeout=10)
+
+
+TOKEN = "test-token"
+
+
+def make_settings(tmp_path: Path, db_url: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "token": TOKEN,
+        "data_dir": tmp_path / "data",
+        "db_url": db_url,
+        "run_executor": False,
+        **overrides,
+    }
+    return Settings(**values)  # type: ignore[arg-type]

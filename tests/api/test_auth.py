@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import TOKEN, make_settings
+from live import TOKEN, make_settings
 from trainmon.server.app import create_app
 from trainmon.server.auth import COOKIE_NAME, session_cookie_value
 from trainmon.settings import Settings

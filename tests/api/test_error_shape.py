@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.routing import BaseRoute, Mount
 
-from conftest import TOKEN, make_settings
+from live import TOKEN, make_settings
 from trainmon.server.app import create_app
 from trainmon.settings import Settings
 

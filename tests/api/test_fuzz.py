@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
-from conftest import TOKEN, make_settings
+from live import TOKEN, make_settings
 from trainmon.server.app import create_app
 
 # On a failure, Hypothesis' pytest plugin imports its patch writer (libcst), whose import

@@ -20,8 +20,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import TOKEN, make_settings
-from live import LiveServer, free_port
+from live import TOKEN, LiveServer, free_port, make_settings
 from trainmon.server.app import create_app
 from trainmon.service import JobService
 from trainmon.store import Store
