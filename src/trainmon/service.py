@@ -247,15 +247,17 @@ class JobService:
         """Fail running jobs silent for longer than the timeout. ``alive_since`` is when this
         server started: a reporter cannot have reached a server that was down."""
         failed: list[Job] = []
+        # Only a job already silent in this read takes the write lock (this runs every second,
+        # beside ingest), and the check is repeated under the lock in case it just reported.
         for candidate in self.running_jobs():
+            if self._silence(candidate, self.clock(), alive_since) <= self.lost_contact_timeout:
+                continue
             with self.store.write() as conn:
                 job = self.store.get_job(conn, candidate.id, lock=True)
                 now = self.clock()
                 if job is None or job.status is not JobStatus.RUNNING:
                     continue  # it finished while we looked
-                silent = now - max(
-                    job.last_seen_at or job.started_at or job.created_at, alive_since
-                )
+                silent = self._silence(job, now, alive_since)
                 if silent <= self.lost_contact_timeout:
                     continue
                 message = f"lost contact: no report from the training for {int(silent)} s"
@@ -264,3 +266,7 @@ class JobService:
             self._publish(job)
             failed.append(job)
         return failed
+
+    @staticmethod
+    def _silence(job: Job, now: float, alive_since: float) -> float:
+        return now - max(job.last_seen_at or job.started_at or job.created_at, alive_since)

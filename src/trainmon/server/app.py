@@ -27,7 +27,7 @@ from trainmon.server.errors import install_error_handlers
 from trainmon.server.events import EventBus
 from trainmon.server.middleware import GuardMiddleware
 from trainmon.server.routes import auth, events, health, jobs, logs, pages
-from trainmon.server.schemas import ProgressIn, job_to_api
+from trainmon.server.schemas import ProgressIn, render_job
 from trainmon.service import JobService
 from trainmon.settings import Settings
 from trainmon.store import Store
@@ -72,7 +72,7 @@ def make_templates() -> Jinja2Templates:
 
 def _publisher(bus: EventBus, service: JobService) -> Callable[[Job], None]:
     def publish(job: Job) -> None:
-        bus.publish(job_to_api(job, stale=service.is_stale(job, service.clock())))
+        bus.publish(render_job(service, job))
 
     return publish
 

@@ -21,7 +21,7 @@ from typing_extensions import TypedDict
 
 from trainmon.models import JOB_ID_PATTERN, Command, Job, JobStatus, float_to_json
 from trainmon.reporting import LOSS, Point, ProgressReport
-from trainmon.service import JobCreate
+from trainmon.service import JobCreate, JobService
 
 MAX_STEP = 2**63 - 1
 MAX_POINTS = 100_000
@@ -207,3 +207,9 @@ def job_to_api(job: Job, *, stale: bool = False) -> dict[str, Any]:
         "command": command,
         "graceSeconds": job.grace_seconds,
     }
+
+
+def render_job(service: JobService, job: Job, now: float | None = None) -> dict[str, Any]:
+    """The job's JSON as every reader gets it: API, event stream and first paint alike."""
+    when = service.clock() if now is None else now
+    return job_to_api(job, stale=service.is_stale(job, when))

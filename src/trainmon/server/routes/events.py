@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from trainmon.server.deps import BusDep, ReadAccess, ServiceDep
 from trainmon.server.events import EventBus
-from trainmon.server.schemas import job_to_api
+from trainmon.server.schemas import render_job
 from trainmon.service import JobService
 
 router = APIRouter(prefix="/api/training", tags=["events"], dependencies=[ReadAccess])
@@ -44,7 +44,7 @@ def encode(event: str, data: Any, event_id: int) -> str:
 
 def snapshot(service: JobService) -> list[dict[str, Any]]:
     now = service.clock()
-    return [job_to_api(j, stale=service.is_stale(j, now)) for j in service.dashboard_jobs()]
+    return [render_job(service, job, now) for job in service.dashboard_jobs()]
 
 
 async def stream(

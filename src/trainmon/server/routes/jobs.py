@@ -10,19 +10,14 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from trainmon.errors import ValidationFailed
-from trainmon.models import Job, float_to_json, parse_status_filter
+from trainmon.models import float_to_json, parse_status_filter
 from trainmon.reporting import LOSS
 from trainmon.server.deps import ReadAccess, ServiceDep, WriteAccess
-from trainmon.server.schemas import JobCreateIn, ProgressIn, iso, job_to_api, scalars_to_json
-from trainmon.service import JobService
+from trainmon.server.schemas import JobCreateIn, ProgressIn, iso, render_job, scalars_to_json
 
 router = APIRouter(prefix="/api/training", tags=["jobs"], dependencies=[ReadAccess])
 
 Limit = Annotated[int, Query(ge=1, le=500, description="page size, at most 500")]
-
-
-def render(service: JobService, job: Job) -> dict[str, Any]:
-    return job_to_api(job, stale=service.is_stale(job, service.clock()))
 
 
 @router.get("/jobs")
@@ -38,7 +33,7 @@ def list_jobs(
         raise ValidationFailed(str(exc), field="status") from None
     page = service.list_jobs(statuses, limit, cursor)
     return {
-        "jobs": [render(service, job) for job in page.jobs],
+        "jobs": [render_job(service, job) for job in page.jobs],
         "total": page.total,
         "nextCursor": page.next_cursor,
     }
@@ -48,12 +43,12 @@ def list_jobs(
 def job_status(
     service: ServiceDep, job_id: Annotated[str, Query(max_length=200)]
 ) -> dict[str, Any]:
-    return render(service, service.get_job(job_id))
+    return render_job(service, service.get_job(job_id))
 
 
 @router.get("/jobs/{job_id}")
 def get_job(service: ServiceDep, job_id: str) -> dict[str, Any]:
-    return render(service, service.get_job(job_id))
+    return render_job(service, service.get_job(job_id))
 
 
 @router.post("/jobs", status_code=201, dependencies=[WriteAccess])
@@ -61,12 +56,12 @@ def create_job(service: ServiceDep, body: JobCreateIn, response: Response) -> di
     job, created = service.create_job(body.to_spec())
     if not created:
         response.status_code = 200
-    return render(service, job)
+    return render_job(service, job)
 
 
 @router.post("/jobs/{job_id}/cancel", dependencies=[WriteAccess])
 def cancel_job(service: ServiceDep, job_id: str) -> dict[str, Any]:
-    return render(service, service.cancel(job_id))
+    return render_job(service, service.cancel(job_id))
 
 
 # The ingest hot path reads the raw body and validates it in one pass from JSON (Pydantic's

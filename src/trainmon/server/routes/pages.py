@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from trainmon.presentation import CardView, card_view, parse_iso
 from trainmon.server.auth import COOKIE_NAME, can_read, session_cookie_value, valid_token
 from trainmon.server.deps import ServiceDep, SettingsDep, TemplatesDep
-from trainmon.server.schemas import job_to_api
+from trainmon.server.schemas import render_job
 
 router = APIRouter(include_in_schema=False)
 
@@ -38,10 +38,7 @@ def dashboard(
     if not can_read(request, settings):
         return RedirectResponse("/login", status_code=303, headers=NO_STORE)
     now = service.clock()
-    cards = [
-        card_view(job_to_api(job, stale=service.is_stale(job, now)), now)
-        for job in service.dashboard_jobs()
-    ]
+    cards = [card_view(render_job(service, job, now), now) for job in service.dashboard_jobs()]
     context: dict[str, Any] = {
         "active_cards": _newest_first([c for c in cards if c.active], "created_iso"),
         "recent_cards": _newest_first([c for c in cards if not c.active], "finished_iso"),
