@@ -33,7 +33,7 @@ from playwright.sync_api import Page, sync_playwright
 ROOT = Path(__file__).resolve().parent.parent
 # Runs `trainmon serve`; adds the dashboard routers only if the app does not have them yet.
 SERVE = [sys.executable, "-m", "trainmon.cli", "serve"]
-TOKEN = "bench-token"
+TOKEN = "bench-token-0123456789"
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--disable-gpu", "--disable-background-networking", "--disable-component-update",

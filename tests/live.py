@@ -30,7 +30,7 @@ class LiveServer:
         data_dir: Path,
         *,
         db_url: str | None = None,
-        token: str = "test-token",
+        token: str = "test-token-0123456789",
         executor: bool = True,
         extra_args: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
@@ -112,7 +112,7 @@ class LiveServer:
         return httpx.Client(base_url=self.url, headers=self.headers, timeout=10)
 
 
-TOKEN = "test-token"
+TOKEN = "test-token-0123456789"
 
 
 def make_settings(tmp_path: Path, db_url: str, **overrides: object) -> Settings:

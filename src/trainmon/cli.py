@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -19,7 +20,14 @@ from trainmon.client import ApiClient, ClientError
 from trainmon.local import DEFAULT_PORT, SERVER_FILE
 from trainmon.presentation import format_elapsed, format_loss, format_steps
 from trainmon.runner.commands import demo_command, logs_command, run_command
-from trainmon.settings import Settings, build_settings, is_loopback
+from trainmon.settings import (
+    LIMIT_VARIABLES,
+    Settings,
+    SettingsError,
+    build_settings,
+    is_loopback,
+)
+from trainmon.terminal import terminal_text
 
 STATUS_STYLE = {
     "pending": "dim",
@@ -54,15 +62,20 @@ def main() -> None:
     """trainmon: see every training you have running, live, and cancel the bad ones."""
 
 
+def shown(text: str, *, keep_layout: bool = False) -> str:
+    """Untrusted text for Rich: control characters made visible, ``[markup]`` kept literal."""
+    return escape(terminal_text(text, keep_layout=keep_layout))
+
+
 def job_row(job: dict[str, Any], now: float) -> list[str]:
-    status = job["status"]
+    status = shown(job["status"])
     if job.get("cancelRequested") and status == "running":
         status += " (cancelling)"
     if job.get("stale"):
         status += " (stale)"
     return [
-        job["id"],
-        escape(job["name"]),  # a name like "run[/x]" is text, not Rich markup
+        shown(job["id"]),
+        shown(job["name"]),  # a name like "run[/x]" is text, not Rich markup
         f"[{STATUS_STYLE.get(job['status'], '')}]{status}[/]",
         f"{job['progress']:.1f}%",
         format_steps(job.get("currentStep"), job.get("totalSteps")),
@@ -123,7 +136,7 @@ def status_command(job_id: str, as_json: bool, url: str | None) -> None:
     console = Console()
     print_jobs([job], console)
     if job.get("error"):
-        console.print(f"[red]error:[/] {escape(job['error'])}", highlight=False)
+        console.print(f"[red]error:[/] {shown(job['error'], keep_layout=True)}", highlight=False)
 
 
 @main.command("cancel")
@@ -137,6 +150,34 @@ def cancel_command(job_id: str, url: str | None) -> None:
         click.echo(f"{job_id} cancelled")
     else:
         click.echo(f"{job_id}: cancel requested; the training is being stopped")
+
+
+@main.command("rm")
+@click.argument("job_ids", metavar="ID...", nargs=-1, required=True)
+@url_option
+def rm_command(job_ids: tuple[str, ...], url: str | None) -> None:
+    """Delete finished jobs with their points and logs (an active one: cancel it first)."""
+    failed = 0
+    with api(url) as client:
+        for job_id in job_ids:
+            try:
+                client.json("DELETE", f"/api/training/jobs/{job_id}")
+            except ClientError as exc:
+                failed += 1
+                click.echo(f"{terminal_text(job_id)}: {terminal_text(str(exc))}", err=True)
+            else:
+                click.echo(f"{job_id} deleted")
+    if failed:
+        raise click.ClickException(f"{failed} of {len(job_ids)} jobs not deleted")
+
+
+@main.command("sign-in-link")
+@url_option
+def sign_in_link_command(url: str | None) -> None:
+    """Print a one-time link that signs a browser in to the dashboard (to cancel from it)."""
+    with api(url) as client:
+        link = client.json("POST", "/api/auth/sign-in-links")
+        click.echo(client.url + link["path"])
 
 
 @main.command("sync")
@@ -156,8 +197,21 @@ def sync_command(url: str | None) -> None:
             else ""
         )
     )
+    for damaged in summary.damaged:
+        ranges = ", ".join(f"{start}-{end}" for start, end in damaged.ranges)
+        where = damaged.quarantined or "left in place (could not be moved)"
+        click.echo(
+            f"{damaged.journal}: skipped {len(damaged.ranges)} damaged range(s), "
+            f"{damaged.bytes:,} bytes (byte offsets {ranges}); every intact record was "
+            f"uploaded; the journal is kept in {where}",
+            err=True,
+        )
     if not summary.ok:
-        reason = summary.error or f"{summary.pending_points:,} points still pending"
+        reason = summary.error or (
+            f"{summary.pending_points:,} points still pending"
+            if summary.pending_batches
+            else f"{len(summary.damaged)} journal(s) had damaged bytes that were skipped"
+        )
         raise click.ClickException(f"sync incomplete: {reason}")
 
 
@@ -165,7 +219,9 @@ def write_server_file(settings: Settings) -> None:
     """Let local clients find a server started on a non-default port."""
     path = settings.data_dir / SERVER_FILE
     with contextlib.suppress(OSError):
-        path.write_text(json.dumps({"url": settings.url, "pid": os.getpid()}))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(json.dumps({"url": settings.url, "pid": os.getpid()}))
 
 
 def _exit_cleanly(signum: int, _frame: object) -> None:
@@ -177,8 +233,26 @@ def serve(settings: Settings, on_ready: Callable[[], None] | None = None) -> Non
     import uvicorn
 
     from trainmon.server.app import create_app
+    from trainmon.server.limits import (
+        ConnectionLimits,
+        connection_cap,
+        guarded_protocol,
+        raise_fd_limit,
+    )
+    from trainmon.server.routes.auth import sign_in_path
 
     app = create_app(settings)
+    limits = ConnectionLimits(
+        max_connections=connection_cap(settings.max_connections, raise_fd_limit()),
+        header_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
+    )
+    if limits.max_connections < settings.max_connections:
+        click.echo(
+            f"warning: at most {limits.max_connections} connections (the file-descriptor "
+            f"limit), not {settings.max_connections}; raise ulimit -n to allow more",
+            err=True,
+        )
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -187,15 +261,26 @@ def serve(settings: Settings, on_ready: Callable[[], None] | None = None) -> Non
         access_log=False,
         timeout_graceful_shutdown=3,
         server_header=False,
+        http=guarded_protocol(limits),
+        timeout_keep_alive=settings.keep_alive_timeout,  # type: ignore[arg-type]
     )
     server = uvicorn.Server(config)
     original_startup = server.startup
 
     async def startup(sockets: Any = None) -> None:
         await original_startup(sockets)
+        # The app's own objects (tens of thousands) live for good: out of the collector's
+        # reach, a big batch's allocations set off collections that scan only new objects
+        # instead of full ones that hold the GIL (and every other report) for ~100 ms.
+        gc.freeze()
         if server.started:
             write_server_file(settings)
             click.echo(f"trainmon is serving the dashboard at {settings.url}/", err=False)
+            click.echo(
+                f"sign in to cancel from a browser (one-time link): {settings.url}"
+                f"{sign_in_path(app.state.sign_in_links)}"
+            )
+            click.echo(f"write token: {settings.token_source}")
             if settings.reads_need_token:
                 click.echo(
                     f"bound to {settings.host}: reads need the token too "
@@ -264,10 +349,63 @@ def serve_options(func: Callable[..., Any]) -> Callable[..., Any]:
             help="Seconds of silence before a running job fails [60].",
         ),
         click.option(
+            "--max-metric-keys",
+            type=click.IntRange(1, 1_000_000),
+            default=None,
+            help="Distinct metric names one job may report [env TRAINMON_MAX_METRIC_KEYS; 1000].",
+        ),
+        click.option(
+            "--max-connections",
+            type=click.IntRange(1, 1_000_000),
+            default=None,
+            help="Open HTTP connections; more get a 503 [env TRAINMON_MAX_CONNECTIONS; 1000, "
+            "lowered to fit the file-descriptor limit].",
+        ),
+        click.option(
+            "--max-event-streams",
+            type=click.IntRange(1, 1_000_000),
+            default=None,
+            help="Open live-update (SSE) streams [env TRAINMON_MAX_EVENT_STREAMS; 100].",
+        ),
+        click.option(
+            "--header-timeout",
+            type=click.FloatRange(0.1, 3600),
+            default=None,
+            help="Seconds a client has to send a request's headers [env "
+            "TRAINMON_HEADER_TIMEOUT; 10].",
+        ),
+        click.option(
+            "--body-timeout",
+            type=click.FloatRange(0.1, 3600),
+            default=None,
+            help="Seconds a client has to send a request's body [env TRAINMON_BODY_TIMEOUT; 30].",
+        ),
+        click.option(
+            "--keep-alive-timeout",
+            type=click.FloatRange(1, 3600),
+            default=None,
+            help="Seconds an idle connection stays open between requests [env "
+            "TRAINMON_KEEP_ALIVE_TIMEOUT; 20].",
+        ),
+        click.option(
             "--executor/--no-executor",
             "run_executor",
             default=True,
             help="Run queued jobs here (off: monitor only, e.g. a second replica).",
+        ),
+        click.option(
+            "--keep-days",
+            type=click.FloatRange(0, min_open=True),
+            default=None,
+            help="Delete finished jobs (points and logs too) this many days after they end "
+            "[env TRAINMON_KEEP_DAYS; default: keep forever].",
+        ),
+        click.option(
+            "--pending-timeout",
+            default=None,
+            metavar="DURATION",
+            help="Fail a pending job that never reports after this long: 24h, 30m, 90s or "
+            "seconds [env TRAINMON_PENDING_TIMEOUT; default 24h].",
         ),
     ]
     for option in reversed(options):
@@ -275,17 +413,30 @@ def serve_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+@contextlib.contextmanager
+def settings_errors() -> Iterator[None]:
+    """A setting that cannot be used ends the command with one line."""
+    try:
+        yield
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 def settings_from_options(**options: Any) -> Settings:
-    return build_settings(
-        host=options["host"],
-        port=options["port"],
-        db=options["db"],
-        allowed_hosts=tuple(options["allowed_hosts"]),
-        heartbeat_interval=options["heartbeat_interval"],
-        lost_contact_timeout=options["lost_contact_timeout"],
-        max_concurrent=options["max_concurrent"],
-        run_executor=options["run_executor"],
-    )
+    with settings_errors():
+        return build_settings(
+            host=options["host"],
+            port=options["port"],
+            db=options["db"],
+            allowed_hosts=tuple(options["allowed_hosts"]),
+            heartbeat_interval=options["heartbeat_interval"],
+            lost_contact_timeout=options["lost_contact_timeout"],
+            max_concurrent=options["max_concurrent"],
+            run_executor=options["run_executor"],
+            limits={name: options.get(name) for name in LIMIT_VARIABLES},
+            keep_days=options.get("keep_days"),
+            pending_timeout=options.get("pending_timeout"),
+        )
 
 
 @main.command("serve")

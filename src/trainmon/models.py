@@ -143,6 +143,8 @@ class Job:
     supervisor_start: int | None = None  # /proc start time, so a reused PID is not taken for it
     sdk_attached: bool = False  # once an SDK reports, parsed tqdm output is ignored
     point_count: int = 0  # points stored in its history
+    training_pgid: int | None = None  # the command's process group, killed if it is orphaned
+    cancel_source: str | None = None  # who asked for the cancel: "api" or "dashboard"
 
     @property
     def progress(self) -> float:

@@ -31,6 +31,24 @@ class ProgressReport:
     source: str = "sdk"  # "output": parsed from a job's tqdm output by its supervisor
 
 
+DEFAULT_MAX_METRIC_KEYS = 1_000
+
+
+def batch_metric_keys(points: list[Point]) -> set[str]:
+    """The metric names a batch carries (``loss`` is the job's own field, not a metric)."""
+    keys: set[str] = set()
+    for point in points:
+        keys.update(point.values)
+    keys.discard(LOSS)
+    return keys
+
+
+def metric_keys_after(known: dict[str, float], batch_keys: set[str]) -> int:
+    """How many distinct metric keys a job would have: its ``metrics`` dict holds the latest
+    value of every key it reported, so its keys are the ones seen so far."""
+    return len(known) + sum(1 for key in batch_keys if key not in known)
+
+
 def apply_report(job: Job, report: ProgressReport, now: float) -> Job:
     """The job after ``report``. Raises ``Conflict`` for an illegal status change on an active
     job; a finished job keeps its status (late points from a journal are still stored)."""
@@ -67,15 +85,60 @@ def apply_report(job: Job, report: ProgressReport, now: float) -> Job:
         sdk_attached=job.sdk_attached or report.source == "sdk",
         point_count=job.point_count + len(report.points),
     )
-    if report.status is None or job.status.is_terminal or report.status is job.status:
+    if job.status.is_terminal:
+        return late_facts(updated, report)
+    if report.status is None or report.status is job.status:
         return updated
+    end_reason = report.end_reason
+    if report.status is JobStatus.CANCELLED:
+        end_reason = cancel_reason(job.cancel_source, end_reason)
     return transition(
         updated,
         report.status,
         now,
         error=report.error,
         exit_code=report.exit_code,
-        end_reason=report.end_reason,
+        end_reason=end_reason,
+    )
+
+
+CANCEL_SOURCES = {"api": "via the API", "dashboard": "from the dashboard"}
+
+
+def cancel_reason(source: str | None, how: str | None) -> str | None:
+    """``cancelled via the API: SIGTERM after cancel``: who cancelled, then how it ended.
+    ``how`` alone when the source is unknown (a job cancelled before sources were kept)."""
+    if source is None or (how is not None and how.startswith("cancelled")):
+        return how
+    who = f"cancelled {CANCEL_SOURCES.get(source, 'by ' + source)}"
+    if how is None:
+        return who
+    return f"{who} {how}" if how == "before start" else f"{who}: {how}"
+
+
+def late_facts(job: Job, report: ProgressReport) -> Job:
+    """What a report about an already finished job still adds: the status stays the one the
+    first terminal report set (terminal states are final), but how the process ended lands.
+
+    Precedence: the supervisor (``source == "output"``) watched the process exit, so its exit
+    code and end reason replace what an SDK said; an SDK's (or any later reporter's) fill in
+    only what is still missing. An error is never replaced, only filled in on a failed job:
+    the first one (an SDK's traceback, say) says most about why."""
+    if report.exit_code is None and report.end_reason is None and report.error is None:
+        return job
+    from_process = report.source == "output"
+    exit_code, end_reason = job.exit_code, job.end_reason
+    if report.exit_code is not None and (from_process or exit_code is None):
+        exit_code = report.exit_code
+    if report.end_reason is not None and (from_process or end_reason is None):
+        end_reason = report.end_reason
+        if job.status is JobStatus.CANCELLED:
+            end_reason = cancel_reason(job.cancel_source, end_reason)
+    return replace(
+        job,
+        exit_code=exit_code,
+        end_reason=end_reason,
+        error=report.error if job.error is None and job.status is JobStatus.FAILED else job.error,
     )
 
 

@@ -5,22 +5,54 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import math
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from sqlalchemy import Connection
 
-from trainmon.errors import BadRequest, Conflict, NotFound
+from trainmon.errors import BadRequest, Conflict, NotFound, ValidationFailed
 from trainmon.models import ACTIVE, Command, Job, JobStatus, is_job_id, is_stale
-from trainmon.reporting import ProgressReport, apply_report, transition
+from trainmon.reporting import (
+    DEFAULT_MAX_METRIC_KEYS,
+    ProgressReport,
+    apply_report,
+    batch_metric_keys,
+    cancel_reason,
+    metric_keys_after,
+    transition,
+)
+from trainmon.runner.logfile import log_path
 from trainmon.store import Store, StoredPoint
+from trainmon.store.store import encode_chunk
 
 Clock = Callable[[], float]
 ChangeHook = Callable[[Job], None]
+DeleteHook = Callable[[str], None]
+
+PRUNE_BATCH = 100  # jobs deleted per transaction: ingest never waits long for the write lock
+
+
+def format_duration(seconds: float) -> str:
+    """``86400`` -> ``"24 h"``, ``1800`` -> ``"30 min"``, ``90`` -> ``"90 s"``."""
+    for unit, size in (("h", 3600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g} {unit}"
+    return f"{seconds:g} s"
+
+
+def remove_log(data_dir: Path, job_id: str) -> None:
+    """Delete a runner job's log and the trim record beside it (see runner/logfile.py)."""
+    path = log_path(data_dir, job_id)
+    for leftover in (path, path.with_name(path.name + ".base")):
+        with contextlib.suppress(FileNotFoundError):
+            leftover.unlink()
+
 
 RECENT_SECONDS = 3600.0  # finished jobs stay on the dashboard this long
 
@@ -79,8 +111,10 @@ class JobService:
         on_change: ChangeHook | None = None,
         heartbeat_interval: float = 10.0,
         lost_contact_timeout: float = 60.0,
+        max_metric_keys: int = DEFAULT_MAX_METRIC_KEYS,
     ) -> None:
         self.store = store
+        self.max_metric_keys = max_metric_keys
         self.clock = clock
         self.on_change = on_change
         self.heartbeat_interval = heartbeat_interval
@@ -157,16 +191,18 @@ class JobService:
         self._publish(job)
         return job, True
 
-    def cancel(self, job_id: str) -> Job:
-        """Pending and queued jobs end at once; a running one is asked to stop."""
+    def cancel(self, job_id: str, source: str = "api") -> Job:
+        """Pending and queued jobs end at once; a running one is asked to stop. ``source``
+        ("api" or "dashboard") is recorded and named in the end reason."""
         now = self.clock()
         with self.store.write() as conn:
             job = self._locked(conn, job_id)
             if job.status.is_terminal:
                 raise Conflict(f"job {job_id!r} is already {job.status.value}")
-            job = replace(job, cancel_requested=True, updated_at=now)
+            job = replace(job, cancel_requested=True, cancel_source=source, updated_at=now)
             if job.status is not JobStatus.RUNNING:
-                job = transition(job, JobStatus.CANCELLED, now, end_reason="cancelled before start")
+                reason = cancel_reason(source, "before start")
+                job = transition(job, JobStatus.CANCELLED, now, end_reason=reason)
             self.store.save_job(conn, job)
         self._publish(job)
         return job
@@ -174,20 +210,35 @@ class JobService:
     def report(self, job_id: str, report: ProgressReport) -> ReportResult:
         """Apply one reporter batch in one transaction, once per ``(reporter, seq)``."""
         now = self.clock()
+        # Everything that grows with the batch happens before the write lock, which every
+        # other job's reports wait for (SQLite has one writer).
+        keys = batch_metric_keys(report.points)
+        chunk = encode_chunk(report.points) if report.points else None
         with self.store.write() as conn:
             job = self._locked(conn, job_id)
             if not self.store.claim_batch(conn, job_id, report.reporter, report.seq):
                 return ReportResult(False, job)
+            self._check_metric_keys(job, keys)
             updated = apply_report(job, report, now)
-            self.store.insert_points(
-                conn,
-                job_id,
-                job.point_count + 1,
-                report.points,
-            )
+            if chunk is not None:
+                self.store.insert_chunk(
+                    conn, job_id, job.point_count + 1, len(report.points), chunk
+                )
             self.store.save_job(conn, updated)
         self._publish(updated)
         return ReportResult(True, updated)
+
+    def _check_metric_keys(self, job: Job, keys: set[str]) -> None:
+        """Refuse the whole batch (the transaction rolls back, the seq stays unclaimed) if
+        it would give the job more distinct metric keys than the limit."""
+        total = metric_keys_after(job.metrics, keys)
+        if total > self.max_metric_keys:
+            raise ValidationFailed(
+                f"this batch would give job {job.id!r} {total} distinct metric keys; the limit "
+                f"is {self.max_metric_keys} per job (max_metric_keys, "
+                "--max-metric-keys / TRAINMON_MAX_METRIC_KEYS); nothing was stored",
+                field="points",
+            )
 
     def _locked(self, conn: Connection, job_id: str) -> Job:
         job = self._find(conn, job_id, lock=True)
@@ -234,6 +285,17 @@ class JobService:
         with self.store.read() as conn:
             return self.store.count_in(conn, JobStatus.RUNNING, executor="local")
 
+    def record_training_pgid(self, job_id: str, pgid: int) -> Job:
+        """Remember a running job's process group (once), so it can be killed if orphaned."""
+        return self._change(
+            job_id,
+            lambda job: (
+                job
+                if job.training_pgid is not None or job.status is not JobStatus.RUNNING
+                else replace(job, training_pgid=pgid)
+            ),
+        )
+
     def fail(self, job_id: str, error: str, exit_code: int | None = None) -> Job:
         now = self.clock()
         return self._change(
@@ -270,3 +332,63 @@ class JobService:
     @staticmethod
     def _silence(job: Job, now: float, alive_since: float) -> float:
         return now - max(job.last_seen_at or job.started_at or job.created_at, alive_since)
+
+    # -- deleting and retention ---------------------------------------------------------
+
+    # Set by the app: where runner logs live, and how viewers hear that a job is gone.
+    data_dir: Path | None = None
+    on_delete: DeleteHook | None = None
+
+    def delete(self, job_id: str) -> None:
+        """Remove a finished job with its points, batches and log; ``Conflict`` if active."""
+        with self.store.write() as conn:
+            job = self._locked(conn, job_id)
+            if not job.status.is_terminal:
+                raise Conflict(
+                    f"job {job_id!r} is {job.status.value}: cancel it, and delete it once it "
+                    "has ended"
+                )
+            self.store.delete_jobs(conn, [job.id])
+        self._forget([job.id])
+
+    def prune_finished(self, keep_seconds: float, batch: int = PRUNE_BATCH) -> list[str]:
+        """Delete jobs that ended more than ``keep_seconds`` ago, ``batch`` per transaction."""
+        before = self.clock() - keep_seconds
+        deleted: list[str] = []
+        while True:
+            with self.store.write() as conn:
+                ids = self.store.finished_before(conn, before, batch)
+                self.store.delete_jobs(conn, ids)
+            self._forget(ids)
+            deleted += ids
+            if len(ids) < batch:
+                return deleted
+
+    def expire_pending(self, timeout: float, alive_since: float) -> list[Job]:
+        """Fail pending jobs that never reported within ``timeout`` seconds. As for lost
+        contact, time while this server was down (before ``alive_since``) does not count."""
+        message = f"never started: no report within {format_duration(timeout)}"
+        expired: list[Job] = []
+        with self.store.read() as conn:
+            candidates = self.store.pending_quiet_before(conn, self.clock() - timeout, 1_000)
+        for job_id in candidates:
+            with self.store.write() as conn:
+                job = self.store.get_job(conn, job_id, lock=True)
+                now = self.clock()
+                if job is None or job.status is not JobStatus.PENDING:
+                    continue  # it reported (or was cancelled) while we looked
+                if self._silence(job, now, alive_since) <= timeout:
+                    continue
+                job = transition(job, JobStatus.FAILED, now, error=message)
+                self.store.save_job(conn, job)
+            self._publish(job)
+            expired.append(job)
+        return expired
+
+    def _forget(self, job_ids: list[str]) -> None:
+        """After the rows are gone: the log files, and the viewers."""
+        for job_id in job_ids:
+            if self.data_dir is not None:
+                remove_log(self.data_dir, job_id)
+            if self.on_delete is not None:
+                self.on_delete(job_id)

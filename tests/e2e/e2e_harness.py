@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-TOKEN = "e2e-token"
+TOKEN = "e2e-token-0123456789"
 HAS_RUNNER = importlib.util.find_spec("trainmon.runner.scheduler") is not None
 # Until the app includes the dashboard routers, serve through a shim that adds them.
 
@@ -125,3 +125,11 @@ def stop_server(server: Server) -> None:
     except subprocess.TimeoutExpired:
         server.proc.kill()
         server.proc.wait()
+
+
+def sign_in(page: Any, server: Server) -> None:
+    """Sign the browser in through the sign-in page with the token, as a person would."""
+    page.goto(server.url + "/login")
+    page.get_by_label("Token").fill(TOKEN)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(server.url + "/")

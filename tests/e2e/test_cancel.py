@@ -7,10 +7,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from e2e_harness import HAS_RUNNER, Api, Server
+from e2e_harness import HAS_RUNNER, Api, Server, sign_in
 from playwright.sync_api import Page, Route, expect
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(autouse=True)
+def _signed_in(page: Page, server: Server) -> None:
+    """Cancelling from the page needs a signed-in session (test_sign_in.py: without one)."""
+    sign_in(page, server)
 
 
 def test_dialog_dismisses_then_confirm_cancels(
@@ -142,7 +148,7 @@ def test_cancel_with_the_keyboard_only(page: Page, server: Server, api: Api) -> 
 def test_cancel_sends_csrf_not_the_write_token(page: Page, server: Server, api: Api) -> None:
     job_id = api.create("csrf-check")["id"]
     page.goto(server.url)
-    assert "e2e-token" not in page.content()
+    assert "e2e-token-0123456789" not in page.content()
     with page.expect_request("**/cancel") as request_info:
         page.get_by_role("button", name="Cancel csrf-check", exact=True).click()
         page.get_by_role("dialog").get_by_role("button", name="Cancel job", exact=True).click()

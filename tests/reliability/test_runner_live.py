@@ -99,6 +99,7 @@ def test_cancelling_a_queued_job_never_starts_it(
     wait_status(http, blocker["id"], ["running"], output_of(server))
     cancelled = http.post(f"/api/training/jobs/{victim['id']}/cancel").json()
     assert cancelled["status"] == "cancelled"
+    assert cancelled["endReason"] == "cancelled via the API before start"
     go.touch()
     wait_status(http, blocker["id"], ["completed"], output_of(server, blocker["id"]))
     # Jobs start in order: once a later one has run, the victim's turn has passed.
@@ -127,7 +128,7 @@ def test_cancel_kills_the_whole_tree_after_the_grace_period(
     assert during["cancelRequested"] is True
     done = wait_status(http, job["id"], ["cancelled", "failed", "completed"], out)
     assert done["status"] == "cancelled", done
-    assert done["endReason"] == "SIGKILL: grace period of 2 s ran out"
+    assert done["endReason"] == "cancelled via the API: SIGKILL: grace period of 2 s ran out"
     assert done["exitCode"] is None
     assert alive(everyone) == [], "no process of the job is left"
     # The supervisor exits right after the server has its report.
@@ -149,7 +150,7 @@ def test_cancel_lets_a_trapping_script_save_its_checkpoint(
     http.post(f"/api/training/jobs/{job['id']}/cancel")
     done = wait_status(http, job["id"], ["cancelled", "failed", "completed"], out)
     assert (done["status"], done["exitCode"]) == ("cancelled", 0), done
-    assert done["endReason"] == "exit code 0 after SIGTERM"
+    assert done["endReason"] == "cancelled via the API: exit code 0 after SIGTERM"
     assert checkpoint.exists()
 
 

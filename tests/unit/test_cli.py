@@ -35,7 +35,7 @@ def api(server: LiveServer) -> Iterator[httpx.Client]:
         yield client
 
 
-def run(server_url: str, *args: str, token: str = "test-token") -> Result:
+def run(server_url: str, *args: str, token: str = "test-token-0123456789") -> Result:
     env = {"TRAINMON_URL": server_url, "TRAINMON_TOKEN": token, "COLUMNS": "200"}
     return CliRunner().invoke(main, list(args), env=env)
 
@@ -215,3 +215,110 @@ def test_cancel_with_a_wrong_token_is_one_line(server: LiveServer, api: httpx.Cl
 def test_server_down_is_one_line(args: list[str]) -> None:
     nowhere = f"http://127.0.0.1:{free_port()}"
     assert_one_line_error(run(nowhere, *args), "cannot reach", nowhere)
+
+
+# -- untrusted text on the terminal -------------------------------------------------------------
+
+EVIL = "evil\x1b[2J\x1b]0;owned\x07\rfake\x9b31m"
+EVIL_SHOWN = "evil^[[2J^[]0;owned^G^MfakeM-^[31m"
+
+
+def assert_no_controls(output: str) -> None:
+    assert not any(c in output for c in "\x1b\x07\r\x9b\x00"), repr(output)
+
+
+def test_ls_and_status_show_control_characters_as_text(
+    server: LiveServer, api: httpx.Client
+) -> None:
+    job = api.post(JOBS, json={"name": EVIL + " [red]x"}).json()
+    listed = run(server.url, "ls", "--limit", "500")
+    assert listed.exit_code == 0, listed.output
+    assert_no_controls(listed.output)
+    line = next(line for line in listed.output.splitlines() if job["id"] in line)
+    assert EVIL_SHOWN + " [red]x" in line  # markup printed literally too
+    shown = run(server.url, "status", job["id"])
+    assert shown.exit_code == 0, shown.output
+    assert_no_controls(shown.output)
+    assert EVIL_SHOWN in shown.output
+
+
+def test_status_error_keeps_its_lines_but_not_its_escapes(
+    server: LiveServer, api: httpx.Client
+) -> None:
+    job = new_job(api, "running")
+    error = "Traceback:\n\tboom\x1b[8m hidden\x1b[0m\r[bold]x"
+    api.post(f"{JOBS}/{job['id']}/progress", json={"seq": 1, "status": "failed", "error": error})
+    result = run(server.url, "status", job["id"])
+    assert result.exit_code == 0, result.output
+    assert_no_controls(result.output)
+    # Rich expands the tab; the line break stays.
+    assert "error: Traceback:\n" in result.output
+    assert "boom^[[8m hidden^[[0m^M[bold]x\n" in result.output
+
+
+def write_log(server: LiveServer, job_id: str, data: bytes) -> None:
+    logs = server.data_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    (logs / f"{job_id}.log").write_bytes(data)
+
+
+LOG = b"epoch 1\tok\n\x1b]0;owned\x07title\n50%\r100%\n"
+
+
+@pytest.mark.parametrize("args", [[], ["-n", "10"], ["-f"]])
+def test_logs_escape_controls_but_keep_lines(
+    server: LiveServer, api: httpx.Client, args: list[str]
+) -> None:
+    job = new_job(api, "completed")
+    write_log(server, job["id"], LOG)
+    result = run(server.url, "logs", job["id"], *args)
+    assert result.exit_code == 0, result.output
+    assert_no_controls(result.output)
+    assert "epoch 1\tok\n" in result.output
+    assert "0;owned^Gtitle\n" in result.output  # the tail comes without ESC ] already
+    if "-n" not in args:  # the tail shows only the last redraw of a line
+        assert "^[]0;owned^Gtitle\n50%^M100%\n" in result.output
+
+
+def test_logs_raw_prints_the_bytes_as_written(server: LiveServer, api: httpx.Client) -> None:
+    job = new_job(api, "completed")
+    write_log(server, job["id"], LOG)
+    result = run(server.url, "logs", "--raw", job["id"])
+    assert result.exit_code == 0, result.output
+    assert result.output == LOG.decode()
+
+
+# -- rm --------------------------------------------------------------------------------------------
+
+
+def test_rm_deletes_finished_jobs(server: LiveServer, api: httpx.Client) -> None:
+    done, failed = new_job(api, "completed"), new_job(api, "failed")
+    result = run(server.url, "rm", done["id"], failed["id"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [f"{done['id']} deleted", f"{failed['id']} deleted"]
+    for job in (done, failed):
+        assert api.get(f"{JOBS}/{job['id']}").status_code == 404
+
+
+def test_rm_reports_each_job_and_fails_if_any_failed(server: LiveServer, api: httpx.Client) -> None:
+    done, running = new_job(api, "completed"), new_job(api, "running")
+    result = CliRunner().invoke(
+        main,
+        ["rm", running["id"], "000000000000", done["id"]],
+        env={"TRAINMON_URL": server.url, "TRAINMON_TOKEN": "test-token-0123456789"},
+    )
+    assert result.exit_code == 1, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith(f"{running['id']}: ") and "running" in lines[0]
+    assert "cancel" in lines[0] and "409" in lines[0]  # the server's own message
+    assert lines[1].startswith("000000000000: ") and "404" in lines[1]
+    assert lines[2] == f"{done['id']} deleted"
+    assert lines[3] == "Error: 2 of 3 jobs not deleted"
+    assert "Traceback" not in result.output
+    assert api.get(f"{JOBS}/{running['id']}").json()["status"] == "running"
+    assert api.get(f"{JOBS}/{done['id']}").status_code == 404
+
+
+def test_rm_needs_an_id(server: LiveServer) -> None:
+    result = run(server.url, "rm")
+    assert result.exit_code == 2 and "Missing argument" in result.output

@@ -29,14 +29,14 @@ def test_token_file_is_created_private_and_reused(tmp_path: Path) -> None:
 
 def test_env_token_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     ensure_token(tmp_path)
-    monkeypatch.setenv("TRAINMON_TOKEN", "from-env")
-    assert local.read_token(tmp_path) == "from-env"
+    monkeypatch.setenv("TRAINMON_TOKEN", "from-env-0123456789")
+    assert local.read_token(tmp_path) == "from-env-0123456789"
     env = {
         "TRAINMON_DATA_DIR": str(tmp_path),
-        "TRAINMON_TOKEN": "from-env",
+        "TRAINMON_TOKEN": "from-env-0123456789",
         "TRAINMON_MAX_CONCURRENT": "2",
     }
-    assert build_settings(env=env).token == "from-env"
+    assert build_settings(env=env).token == "from-env-0123456789"
 
 
 def test_server_url_prefers_env_then_recorded_file(

@@ -6,7 +6,7 @@ import pytest
 
 from trainmon.errors import Conflict
 from trainmon.models import Job, JobStatus
-from trainmon.reporting import Point, ProgressReport, apply_report, transition
+from trainmon.reporting import Point, ProgressReport, apply_report, cancel_reason, transition
 
 NOW = 1_000.0
 
@@ -87,3 +87,87 @@ def test_running_stamps_started_once() -> None:
 def test_completed_job_shows_full_progress() -> None:
     done = transition(job(current_step=99, total_steps=100), JobStatus.COMPLETED, NOW)
     assert done.progress == 100.0 and done.current_step == 99
+
+
+# -- item 14: the runner's facts land on a finished job; who cancelled is named -------------
+
+
+def supervisor_end(**fields: object) -> ProgressReport:
+    return report(reporter="supervisor", source="output", **fields)
+
+
+@pytest.mark.parametrize(
+    ("before", "late", "expected"),
+    [
+        # The SDK failed it first: the supervisor's exit code and end reason still land.
+        (
+            {"status": JobStatus.FAILED, "error": "Traceback"},
+            supervisor_end(status=JobStatus.FAILED, exit_code=1, end_reason="exit code 1"),
+            (JobStatus.FAILED, 1, "exit code 1", "Traceback"),
+        ),
+        # The supervisor knows the process best: it replaces what an SDK said.
+        (
+            {"status": JobStatus.COMPLETED, "exit_code": 0, "end_reason": "sdk finished"},
+            supervisor_end(status=JobStatus.FAILED, exit_code=3, end_reason="exit code 3"),
+            (JobStatus.COMPLETED, 3, "exit code 3", None),
+        ),
+        # A later SDK report only fills in what is missing.
+        (
+            {"status": JobStatus.FAILED, "exit_code": 1, "end_reason": "exit code 1"},
+            report(status=JobStatus.COMPLETED, exit_code=0, end_reason="sdk", error="late"),
+            (JobStatus.FAILED, 1, "exit code 1", "late"),
+        ),
+        (
+            {"status": JobStatus.FAILED},
+            report(exit_code=2, end_reason="sdk says 2"),
+            (JobStatus.FAILED, 2, "sdk says 2", None),
+        ),
+        # A signal: no exit code, the end reason names it.
+        (
+            {"status": JobStatus.FAILED, "error": "lost contact"},
+            supervisor_end(status=JobStatus.FAILED, end_reason="SIGKILL"),
+            (JobStatus.FAILED, None, "SIGKILL", "lost contact"),
+        ),
+        # The SDK cancelled it first; the supervisor says how, prefixed with who asked.
+        (
+            {"status": JobStatus.CANCELLED, "cancel_source": "api"},
+            supervisor_end(status=JobStatus.CANCELLED, exit_code=0, end_reason="exit code 0"),
+            (JobStatus.CANCELLED, 0, "cancelled via the API: exit code 0", None),
+        ),
+    ],
+)
+def test_late_process_facts_land_but_the_first_terminal_status_stays(
+    before: dict[str, object],
+    late: ProgressReport,
+    expected: tuple[JobStatus, int | None, str | None, str | None],
+) -> None:
+    after = apply_report(job(**before), late, NOW)
+    assert (after.status, after.exit_code, after.end_reason, after.error) == expected
+
+
+@pytest.mark.parametrize(
+    ("source", "how", "expected"),
+    [
+        ("api", "SIGTERM after cancel", "cancelled via the API: SIGTERM after cancel"),
+        (
+            "dashboard",
+            "exit code 0 after SIGTERM",
+            "cancelled from the dashboard: exit code 0 after SIGTERM",
+        ),
+        ("api", "before start", "cancelled via the API before start"),
+        ("api", None, "cancelled via the API"),
+        (None, "SIGTERM after cancel", "SIGTERM after cancel"),
+        ("api", "cancelled via the API: x", "cancelled via the API: x"),
+    ],
+)
+def test_cancel_reason_names_who_cancelled(
+    source: str | None, how: str | None, expected: str
+) -> None:
+    assert cancel_reason(source, how) == expected
+
+
+def test_cancelled_transition_names_the_source() -> None:
+    cancelling = job(cancel_requested=True, cancel_source="dashboard")
+    end = supervisor_end(status=JobStatus.CANCELLED, end_reason="SIGKILL: grace ran out")
+    after = apply_report(cancelling, end, NOW)
+    assert after.end_reason == "cancelled from the dashboard: SIGKILL: grace ran out"

@@ -15,7 +15,7 @@ from trainmon.server.app import create_app
 from trainmon.server.routes import logs
 from trainmon.settings import Settings
 
-TOKEN = "test-token"
+TOKEN = "test-token-0123456789"
 
 
 @pytest.fixture

@@ -177,3 +177,12 @@ def test_run_with_unreachable_server_is_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(run_command, ["--url", "http://127.0.0.1:9", "--", "true"])
     assert result.exit_code == 1
     assert result.output.startswith("Error: cannot reach the trainmon server")
+
+
+@pytest.mark.parametrize("cancelled", [True, False])
+def test_a_started_command_is_never_recorded_not_started(cancelled: bool) -> None:
+    """Item 15: a missing status of a process that ran is "unknown", not "not started"."""
+    outcome = decide(returncode=None, started=True, grace=1, cancelled=cancelled)
+    assert not outcome.end_reason.startswith("not started")
+    assert outcome.status == ("cancelled" if cancelled else "failed")
+    assert "unknown exit status" in outcome.end_reason

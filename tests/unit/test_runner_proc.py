@@ -11,6 +11,7 @@ import pytest
 
 from runner_helpers import wait_for
 from trainmon.runner import proc
+from trainmon.runner.proc import ProcStat, orphans, training_group
 
 STAT = "1234 (we (ird) name) S 1 1234 1234 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 98765 1 1"
 
@@ -114,3 +115,33 @@ def test_terminate_group_stops_at_sigterm_when_it_is_enough() -> None:
 
 def test_terminate_group_of_nothing_is_a_no_op() -> None:
     assert proc.terminate_group(2**22 + 4321, grace=5) == proc.KillResult(False, False)
+
+
+def _stat(
+    pid: int, *, ppid: int = 1, pgid: int, sid: int, start: int, state: str = "S"
+) -> ProcStat:
+    return ProcStat(pid, "python", state, ppid, pgid, sid, start)
+
+
+def test_orphans_are_the_session_or_group_started_after_the_supervisor() -> None:
+    stats = [
+        _stat(10, pgid=10, sid=10, start=1),  # started before the supervisor: not its job's
+        _stat(20, pgid=20, sid=10, start=6),  # in the supervisor's session
+        _stat(30, pgid=30, sid=30, start=7),  # the training's group, moved session: impossible
+        _stat(31, pgid=30, sid=30, start=8, state="Z"),  # a zombie is gone
+        _stat(40, pgid=40, sid=40, start=9),  # unrelated
+    ]
+    found = [s.pid for s in orphans(stats, sid=10, pgid=30, since=5)]
+    assert found == [20, 30]
+    assert [s.pid for s in orphans(stats, sid=None, pgid=None, since=None)] == []
+
+
+def test_training_group_is_the_oldest_group_leading_child_in_the_session() -> None:
+    stats = [
+        _stat(50, ppid=9, pgid=50, sid=9, start=3),
+        _stat(51, ppid=9, pgid=50, sid=9, start=4),  # a member, not a leader
+        _stat(60, ppid=9, pgid=60, sid=9, start=5),  # a re-parented orphan that set its group
+        _stat(70, ppid=8, pgid=70, sid=8, start=1),  # someone else's
+    ]
+    assert training_group(stats, 9) == 50
+    assert training_group(stats, 7) is None

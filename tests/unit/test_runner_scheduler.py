@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,7 +18,12 @@ from runner_helpers import kill_session, wait_for
 from trainmon.errors import Conflict, NotFound
 from trainmon.models import Command, Job, JobStatus
 from trainmon.runner import proc
-from trainmon.runner.scheduler import LocalExecutor, dead_supervisor_error, reap_spawned
+from trainmon.runner.scheduler import (
+    LocalExecutor,
+    dead_supervisor_error,
+    orphan_scope,
+    reap_spawned,
+)
 
 # Records what it was handed; with a job it stays up like a real supervisor would.
 STAND_IN = """
@@ -67,6 +73,13 @@ class FakeService:
 
     def count_running_local(self) -> int:
         return len(self.running_local_jobs())
+
+    def record_training_pgid(self, job_id: str, pgid: int) -> Job:
+        job = self.jobs[job_id]
+        if job.training_pgid is None and job.status is JobStatus.RUNNING:
+            job = replace(job, training_pgid=pgid)
+            self.jobs[job_id] = job
+        return job
 
     def fail(self, job_id: str, error: str, exit_code: int | None = None) -> Job:
         job = self.jobs.get(job_id)
@@ -192,3 +205,63 @@ def test_thread_launches_and_stop_leaves_supervisors_running(
     job = service.jobs["job-t"]
     assert job.status is JobStatus.RUNNING
     assert job.supervisor_pid is not None and proc.is_alive(job.supervisor_pid)
+
+
+# A stand-in that runs a "training" in a group of its own, with a grandchild in that group.
+STAND_IN_WITH_TRAINING = """
+import pathlib, subprocess, sys, time
+args = sys.argv[1:]
+job = args[args.index("--job-id") + 1]
+data = pathlib.Path(args[args.index("--data-dir") + 1])
+sys.stdin.read()
+code = "import os, time\\nif os.fork() == 0:\\n    time.sleep(600)\\ntime.sleep(600)"
+child = subprocess.Popen([sys.executable, "-c", code], process_group=0)
+(data / f"got-{job}").write_text(str(child.pid))
+time.sleep(600)
+"""
+
+
+def test_lost_supervisor_group_is_recorded_then_killed_before_the_job_fails(
+    service: FakeService, tmp_path: Path
+) -> None:
+    """Item 13: before, the job was failed and its training went on under PID 1."""
+    ex = LocalExecutor(
+        service, data_dir=tmp_path, server_url="http://127.0.0.1:1/", token="tok",
+        max_concurrent=1, supervisor=(sys.executable, "-c", STAND_IN_WITH_TRAINING),
+    )  # fmt: skip
+    service.add("job-g")
+    ex.tick()
+    supervisor = service.jobs["job-g"].supervisor_pid
+    assert supervisor is not None
+    try:
+        training = int(handed(tmp_path, "job-g"))
+
+        def group() -> list[int]:
+            return [s.pid for s in proc.live_members(pgid=training)]
+
+        wait_for(lambda: len(group()) == 2, "the training and its grandchild")
+        ex.tick()
+        assert service.jobs["job-g"].training_pgid == training
+        os.kill(supervisor, signal.SIGKILL)  # the supervisor alone
+        wait_for(lambda: not proc.is_alive(supervisor), "the supervisor to die")
+        assert len(group()) == 2, "the training outlived its supervisor"
+        [failed] = ex.reconcile()
+        assert group() == [], "marked failed only once its group is gone"
+        assert failed.status is JobStatus.FAILED
+        assert failed.error == dead_supervisor_error(failed, 2)
+        assert "killed 2 process(es) of its training (process group" in (failed.error or "")
+    finally:
+        kill_session(supervisor)
+        ex.stop()
+
+
+def test_orphan_scope_leaves_a_reused_pid_alone() -> None:
+    job = Job(
+        id="job-r", name="r", status=JobStatus.RUNNING, created_at=1, updated_at=1,
+        supervisor_pid=100, supervisor_start=5, training_pgid=200,
+    )  # fmt: skip
+    other = proc.ProcStat(100, "python", "S", 1, 100, 100, start=9)
+    own_zombie = proc.ProcStat(100, "python", "Z", 1, 100, 100, start=5)
+    assert orphan_scope(job, None) == (100, 200)
+    assert orphan_scope(job, own_zombie) == (100, 200)
+    assert orphan_scope(job, other) == (None, 200), "that session is another process's"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import shutil
@@ -17,6 +18,7 @@ from typing import Any
 import click
 
 from trainmon.client import ApiClient, ClientError
+from trainmon.terminal import terminal_text
 
 TERMINAL = ("completed", "failed", "cancelled")
 POLL_SECONDS = 0.3
@@ -96,16 +98,17 @@ def follow_log(
         time.sleep(poll)  # a terminal user waiting on a live log: plain polling is enough
 
 
-def stream(client: ApiClient, job_id: str, offset: int = 0) -> int:
-    """Print the log as it grows; the job's exit code once it ends."""
+def stream(client: ApiClient, job_id: str, offset: int = 0, *, raw: bool = True) -> int:
+    """Print the log as it grows (``raw=False``: control characters made visible); the job's
+    exit code once it ends."""
     try:
         for item in follow_log(client, job_id, offset):
             if isinstance(item, Chunk):
-                sys.stdout.write(item.text)
+                sys.stdout.write(item.text if raw else terminal_text(item.text, keep_layout=True))
                 sys.stdout.flush()
             else:
                 status = item.get("status")
-                reason = item.get("endReason") or item.get("error") or ""
+                reason = terminal_text(item.get("endReason") or item.get("error") or "")
                 click.echo(
                     f"trainmon: job {job_id} {status}" + (f" ({reason})" if reason else ""),
                     err=True,
@@ -210,8 +213,15 @@ def run_command(
     default=None,
     help="Only the last N lines [default: the whole log].",
 )
+@click.option(
+    "--raw",
+    is_flag=True,
+    help="Print the log's bytes as written, terminal escapes and all. Without it, control "
+    "characters other than newline and tab are shown in cat -v notation (ESC as ^[, CR as ^M, "
+    "BEL as ^G, C1 controls as M-^X), so a log cannot drive your terminal.",
+)
 @url_option
-def logs_command(job_id: str, follow: bool, tail: int | None, url: str | None) -> None:
+def logs_command(job_id: str, follow: bool, tail: int | None, raw: bool, url: str | None) -> None:
     """Print a runner job's log (stdout and stderr of its command)."""
     try:
         with client_for(url) as client:
@@ -219,15 +229,16 @@ def logs_command(job_id: str, follow: bool, tail: int | None, url: str | None) -
             if tail is not None:
                 data = client.json("GET", base, params={"tail": tail})
                 for line in data["lines"]:
-                    click.echo(line)
+                    click.echo(line if raw else terminal_text(line, keep_layout=True))
                 if not follow:
                     return
-                code = stream(client, job_id, int(data["size"]))
+                code = stream(client, job_id, int(data["size"]), raw=raw)
             elif follow:
-                code = stream(client, job_id)
+                code = stream(client, job_id, raw=raw)
             else:
                 response = client.request("GET", f"{base}/download")
-                sys.stdout.write(response.text)
+                text = response.text
+                sys.stdout.write(text if raw else terminal_text(text, keep_layout=True))
                 sys.stdout.flush()
                 return
     except ClientError as exc:
@@ -337,22 +348,25 @@ def demo_command(port: int | None, max_concurrent: int) -> None:
     """Start the server with a stream of small example trainings (numpy, seconds each) so you
     can watch queued, running, completed and failed jobs live, and cancel one. The demo keeps
     its jobs in a data directory of its own (demo/ in the usual one); Ctrl-C ends it all."""
-    from trainmon.cli import serve
+    from trainmon.cli import serve, settings_errors
     from trainmon.local import data_dir
-    from trainmon.settings import build_settings, ensure_token
+    from trainmon.runner.logfile import private_dirs
+    from trainmon.settings import build_settings, resolve_token
 
     examples = examples_dir()
     if examples is None:
         raise click.ClickException("the examples are not installed (run from a source checkout)")
     home = data_dir()
     demo_dir = home / "demo"
+    with settings_errors():
+        # The usual token, so `trainmon cancel` from another terminal works on demo jobs too.
+        token, source = resolve_token(dict(os.environ), home)
+        env = {**os.environ, "TRAINMON_DATA_DIR": str(demo_dir), "TRAINMON_TOKEN": token}
+        env.pop("TRAINMON_DATABASE_URL", None)
+        settings = build_settings(port=port, max_concurrent=max_concurrent, env=env)
+    settings = dataclasses.replace(settings, token_source=source)
     workdir = demo_dir / "work"
-    workdir.mkdir(parents=True, exist_ok=True)
-    # The usual token, so `trainmon cancel` from another terminal works on demo jobs too.
-    token = os.environ.get("TRAINMON_TOKEN") or ensure_token(home)
-    env = {**os.environ, "TRAINMON_DATA_DIR": str(demo_dir), "TRAINMON_TOKEN": token}
-    env.pop("TRAINMON_DATABASE_URL", None)
-    settings = build_settings(port=port, max_concurrent=max_concurrent, env=env)
+    private_dirs(workdir)
     stop = threading.Event()
 
     def on_ready() -> None:

@@ -10,6 +10,7 @@ the trimmed file takes the log's name, and a reader checks the inode it opened a
 from __future__ import annotations
 
 import codecs
+import contextlib
 import json
 import os
 import re
@@ -18,6 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 DEFAULT_CAP = 100 * 1024 * 1024
 BLOCK = 64 * 1024
@@ -27,6 +29,33 @@ _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+
+
+# A log holds whatever the training printed (paths, hyperparameters, sometimes secrets): only
+# its owner may read it. Created with these modes, never chmod-ed afterwards (no window), and
+# without touching the umask, which the training inherits and its checkpoints obey.
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+
+
+def private_dirs(path: Path) -> None:
+    """Create ``path`` and whichever of its parents are missing, each mode 0700."""
+    missing: list[Path] = []
+    while not path.exists():
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # made meanwhile by another writer
+            os.mkdir(directory, PRIVATE_DIR)
+
+
+def open_private(path: Path, mode: str) -> IO[bytes]:
+    """``open(path, "ab" | "wb")``, but a file it creates is mode 0600 from the start."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
+    flags |= os.O_APPEND if mode == "ab" else os.O_TRUNC
+    return os.fdopen(os.open(path, flags, PRIVATE_FILE), mode)
 
 
 def log_path(data_dir: Path, job_id: str) -> Path:
@@ -46,9 +75,9 @@ class LogWriter:
     def __init__(self, path: Path, cap: int = DEFAULT_CAP) -> None:
         self.path = path
         self.cap = max(cap, 2)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dirs(path.parent)
         self._lock = threading.Lock()
-        self._file = open(path, "ab")  # noqa: SIM115 - lives as long as the writer
+        self._file = open_private(path, "ab")  # lives as long as the writer
         self._size = self._file.tell()
         self._base = _read_base(path, os.fstat(self._file.fileno()).st_ino)
 
@@ -82,15 +111,16 @@ class LogWriter:
             tail = tail[newline + 1 :]
         dropped = self._size - len(tail)
         tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "wb") as new:
+        with open_private(tmp, "wb") as new:
             new.write(tail)
             inode = os.fstat(new.fileno()).st_ino
         base_tmp = tmp.with_name(tmp.name + ".base")
-        base_tmp.write_text(json.dumps({"inode": inode, "base": self._base + dropped}))
+        with open_private(base_tmp, "wb") as side:
+            side.write(json.dumps({"inode": inode, "base": self._base + dropped}).encode())
         os.replace(base_tmp, _base_path(self.path))
         os.replace(tmp, self.path)
         self._file.close()
-        self._file = open(self.path, "ab")  # noqa: SIM115
+        self._file = open_private(self.path, "ab")
         self._base += dropped
         self._size = len(tail)
 

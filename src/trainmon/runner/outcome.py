@@ -58,6 +58,7 @@ def decide(
     *,
     returncode: int | None,
     grace: float,
+    started: bool = False,
     cancelled: bool = False,
     killed: bool = False,
     stopped_by: str | None = None,
@@ -69,13 +70,14 @@ def decide(
     ``cancelled``: a cancel made us send SIGTERM. ``killed``: the grace period ran out and
     SIGKILL followed. ``stopped_by``: why the supervisor stopped the job without a cancel
     (it was told to stop itself, or the server ended the job). ``returncode`` is the main
-    process's, ``None`` if it never started.
+    process's, ``None`` if it never started or (``started``) if its status is unknown: only
+    a launch error makes a job "not started", never a status that went missing.
     """
-    if launch_error is not None or returncode is None:
+    if launch_error is not None or (returncode is None and not started):
         reason = launch_error or "the command did not start"
         return Outcome("failed", None, reason, f"not started: {reason}")
-    exit_code = returncode if returncode >= 0 else None
-    how = how_it_exited(returncode)
+    exit_code = returncode if returncode is not None and returncode >= 0 else None
+    how = "an unknown exit status" if returncode is None else how_it_exited(returncode)
     if cancelled or stopped_by is not None:
         if returncode == -signal.SIGTERM:
             ended = "SIGTERM after cancel" if cancelled else "SIGTERM"
@@ -93,6 +95,8 @@ def decide(
         return Outcome("failed", exit_code, reason, reason)
     if returncode == 0:
         return Outcome("completed", 0, None, how)
+    if returncode is None:
+        return Outcome("failed", None, how, how)
     error = stderr_tail or how
     if returncode < 0 and not stderr_tail.endswith(how):
         error = f"{stderr_tail}\nkilled by {how}" if stderr_tail else f"killed by {how}"

@@ -171,14 +171,92 @@ def terminate_group(
     return KillResult(True, True)
 
 
+PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
+ORPHAN_KILL_WAIT = 5.0
+
+
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
 
 
 def become_subreaper() -> bool:
     """Make orphaned descendants re-parent to this process instead of PID 1, so a supervisor
     can still find (and reap) a job's grandchildren after their parent died."""
+    libc = _libc()
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        return int(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
-    except (OSError, AttributeError):
+        return libc is not None and int(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+    except AttributeError:
         return False
+
+
+def die_with_parent(parent: int) -> Callable[[], None]:
+    """A ``preexec_fn`` that has the kernel SIGKILL the child when ``parent`` dies, so a
+    training never outlives its supervisor (``kill -9`` of the supervisor included).
+
+    The kernel fires on the exit of the *thread* that forked, so fork from the main thread.
+    libc is loaded here, before the fork: the child only makes the call. If the parent died
+    between fork and ``prctl``, the child was re-parented already and exits at once."""
+    libc = _libc()
+
+    def hook() -> None:
+        if libc is not None:
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(128 + signal.SIGKILL)
+
+    return hook
+
+
+def orphans(
+    stats: Iterable[ProcStat], *, sid: int | None, pgid: int | None, since: int | None
+) -> list[ProcStat]:
+    """What is left of a job whose supervisor died: live processes of the supervisor's
+    session or of the training's group. A process started before the supervisor cannot be its
+    job's, whatever numbers it has. Pure."""
+    return [
+        s
+        for s in stats
+        if not s.is_zombie
+        and ((sid is not None and s.sid == sid) or (pgid is not None and s.pgid == pgid))
+        and (since is None or s.start >= since)
+    ]
+
+
+def training_group(stats: Iterable[ProcStat], supervisor: int) -> int | None:
+    """The process group a supervisor runs its command in: its oldest live child that leads a
+    group of its own in the supervisor's session. Pure."""
+    leaders = [
+        s
+        for s in stats
+        if s.ppid == supervisor and s.pgid == s.pid and s.sid == supervisor and not s.is_zombie
+    ]
+    return min(leaders, key=lambda s: (s.start, s.pid)).pid if leaders else None
+
+
+def kill_orphans(
+    *,
+    sid: int | None,
+    pgid: int | None,
+    since: int | None,
+    wait: float = ORPHAN_KILL_WAIT,
+    clock: Clock = time.monotonic,
+    sleep: Sleep = time.sleep,
+    proc: str = PROC,
+) -> list[int]:
+    """SIGKILL a dead supervisor's job (``orphans``) and wait up to ``wait`` seconds for it to
+    be gone; the PIDs still alive (empty when it is all gone). Zombies count as gone: these
+    processes are not ours to reap."""
+    deadline = clock() + wait
+    while True:
+        left = orphans(all_stats(proc), sid=sid, pgid=pgid, since=since)
+        if not left or clock() >= deadline:
+            return [s.pid for s in left]
+        if pgid is not None and any(s.pgid == pgid for s in left):
+            # The group at once, so a member forking right now cannot slip between kills.
+            signal_group(pgid, signal.SIGKILL)
+        signal_pids([s.pid for s in left], signal.SIGKILL)
+        sleep(0.02)

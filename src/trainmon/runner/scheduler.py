@@ -25,7 +25,7 @@ from trainmon.errors import Conflict, TrainmonError
 from trainmon.models import Job
 from trainmon.runner import proc
 from trainmon.runner.gpus import choose_max_concurrent, count_gpus
-from trainmon.runner.logfile import log_path
+from trainmon.runner.logfile import log_path, private_dirs
 
 log = logging.getLogger("trainmon.runner")
 
@@ -48,6 +48,7 @@ class ExecutorService(Protocol):
     def running_local_jobs(self) -> list[Job]: ...
     def count_running_local(self) -> int: ...
     def fail(self, job_id: str, error: str, exit_code: int | None = None) -> Job: ...
+    def record_training_pgid(self, job_id: str, pgid: int) -> Job: ...
 
 
 def default_max_concurrent() -> int:
@@ -69,13 +70,26 @@ def reap_spawned() -> list[int]:
     return reaped
 
 
-def dead_supervisor_error(job: Job) -> str:
+def dead_supervisor_error(job: Job, killed: int = 0) -> str:
     pid = job.supervisor_pid
-    return (
-        f"supervisor died without reporting (pid {pid}); the training may have been killed"
-        if pid is not None
-        else "supervisor died without reporting (it was never recorded)"
+    if pid is None:
+        return "supervisor died without reporting (it was never recorded)"
+    what = f"process group {job.training_pgid}" if job.training_pgid else "its session"
+    fate = (
+        f"the server killed {killed} process(es) of its training ({what})"
+        if killed
+        else "no process of its training was left"
     )
+    return f"supervisor died without reporting (pid {pid}); {fate}"
+
+
+def orphan_scope(job: Job, stat: proc.ProcStat | None) -> tuple[int | None, int | None]:
+    """``(sid, pgid)`` to kill for a job whose supervisor is gone. The supervisor led a session
+    of its own, and a session (or group) number stays taken while a member lives; but if its
+    PID now belongs to another live process, that session is not the job's. Pure."""
+    sid = job.supervisor_pid
+    reused = stat is not None and not stat.is_zombie and stat.start != job.supervisor_start
+    return (None if reused else sid), job.training_pgid
 
 
 class LocalExecutor:
@@ -147,6 +161,7 @@ class LocalExecutor:
         if self._last_reconcile is None or now - self._last_reconcile >= self.reconcile_seconds:
             self._last_reconcile = now
             self.reconcile()
+        self.record_pgids()
         launched: list[Job] = []
         while not self._stop.is_set() and self.service.count_running_local() < self.max_concurrent:
             job = self.service.claim_next_queued()
@@ -166,10 +181,37 @@ class LocalExecutor:
             pid, start = job.supervisor_pid, job.supervisor_start
             if pid is not None and proc.is_alive(pid, start):
                 continue
+            # Its training must not outlive it (the slot would be free while the GPU is not):
+            # kill what is left of the job, and mark it failed only once that is all gone.
+            sid, pgid = orphan_scope(job, None if pid is None else proc.read_stat(pid))
+            before = proc.orphans(proc.all_stats(), sid=sid, pgid=pgid, since=start or None)
+            left = proc.kill_orphans(sid=sid, pgid=pgid, since=start or None)
+            if left:
+                log.warning("job %s: processes %s survive SIGKILL; retrying later", job.id, left)
+                continue
             # Conflict/NotFound: it reported its end (or was removed) while we looked.
             with contextlib.suppress(TrainmonError):
-                failed.append(self.service.fail(job.id, dead_supervisor_error(job)))
+                failed.append(self.service.fail(job.id, dead_supervisor_error(job, len(before))))
         return failed
+
+    def record_pgids(self) -> None:
+        """Store the training's process group of running jobs that have none stored yet."""
+        missing = [
+            j
+            for j in self.service.running_local_jobs()
+            if j.training_pgid is None and j.supervisor_pid is not None
+        ]
+        if not missing:
+            return
+        stats = proc.all_stats()
+        for job in missing:
+            assert job.supervisor_pid is not None
+            if not proc.is_alive(job.supervisor_pid, job.supervisor_start):
+                continue  # the reconcile's business
+            pgid = proc.training_group(stats, job.supervisor_pid)
+            if pgid is not None:
+                with contextlib.suppress(TrainmonError):
+                    self.service.record_training_pgid(job.id, pgid)
 
     def launch(self, job: Job) -> Job | None:
         """Start ``job``'s supervisor and hand it the job; ``None`` if it did not start."""
@@ -179,7 +221,7 @@ class LocalExecutor:
             return None
         path = log_path(self.data_dir, job.id)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_dirs(path.parent)
             pid, stdin = self._spawn(job, path.with_name(f"{job.id}.supervisor.log"))
         except OSError as exc:
             self._fail_quietly(job, f"could not start the supervisor: {exc}")

@@ -307,17 +307,34 @@ class Supervisor:
 
     def _stop_job(self, pgid: int, child: int, codes: dict[int, int], grace: float) -> bool:
         """SIGTERM the job's group, wait up to ``grace``, SIGKILL the rest; ``True`` if SIGKILL
-        was needed."""
+        was needed. Returns only once our child is reaped, with its real status in ``codes``."""
 
         def gone() -> bool:
+            # Our child counts as gone once reaped, never when /proc shows a zombie: the main
+            # thread of a multi-threaded process is a zombie while its other threads still
+            # run or are being torn down, and its exit status cannot be collected yet.
             self._reap(child, codes)
-            return not proc.live_members(pgid=pgid) and not self._others(pgid)
+            return child in codes and not proc.live_members(pgid=pgid) and not self._others(pgid)
 
         result = proc.terminate_group(pgid, grace, is_gone=gone, extra=lambda: self._others(pgid))
         deadline = time.monotonic() + 5.0
         while not gone() and time.monotonic() < deadline:
             time.sleep(0.02)  # SIGKILL sent: the kernel needs a moment to tear them down
+        self._wait_child(child, codes)
         return result.killed
+
+    def _wait_child(self, child: int, codes: dict[int, int]) -> None:
+        """Block until our child is reaped: how it ended is the one fact the job must record,
+        and it has had SIGKILL, so the wait is the kernel's teardown."""
+        if child in codes:
+            return
+        self.log.note("waiting for the command's process to be torn down")
+        try:
+            _pid, status = os.waitpid(child, 0)
+        except ChildProcessError:  # reaped by our other waitpid meanwhile
+            self._reap(child, codes)
+            return
+        codes[child] = os.waitstatus_to_exitcode(status)
 
     def run(self) -> int:
         proc.become_subreaper()
@@ -337,6 +354,9 @@ class Supervisor:
                 stderr=subprocess.PIPE,
                 process_group=0,
                 close_fds=True,
+                # From the main thread (no other thread exists yet), so the death signal is
+                # tied to a thread that lives as long as the supervisor.
+                preexec_fn=proc.die_with_parent(os.getpid()),
             )
         except (OSError, ValueError) as exc:
             error = (
@@ -384,12 +404,13 @@ class Supervisor:
             if leftovers:
                 self.log.note(f"stopping {len(leftovers)} process(es) the job left behind")
                 self._stop_job(child, child, codes, min(spec.grace, LEFTOVER_GRACE))
-        self._reap(child, codes)
+        self._wait_child(child, codes)
         popen.returncode = codes.get(child)  # we reaped it; keep Popen from trying again
         for pump in pumps:
             pump.join(timeout=5)
         outcome = decide(
             returncode=codes.get(child),
+            started=True,
             grace=spec.grace,
             cancelled=cancelled,
             killed=killed,

@@ -5,10 +5,16 @@ Order of delivery is strict FIFO: the oldest requests wait in memory, and once m
 are appended to the on-disk journal, which is drained before memory is used again. A request
 leaves the queue only when the server acknowledged it, so a lost answer means a resend of the
 same sequence number, which the server applies once.
+
+A journal that cannot be written (disk full, folder unwritable) must not stop the training:
+requests then stay in memory (behind whatever the journal still holds, so FIFO is kept), up
+to ``fallback_limit`` bytes, beyond which the oldest points are dropped and counted. Nothing
+here raises ``OSError`` to the caller.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
@@ -18,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from trainmon.sdk.journal import Entry, Journal
+from trainmon.sdk.journal import Entry, Journal, append_private, encode_line, make_private_dir
 from trainmon.sdk.transport import Response, Transport, TransportError
 from trainmon.sdk.values import Point, dumps, encode_points
 
@@ -26,7 +32,12 @@ Clock = Callable[[], float]
 
 
 def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    with contextlib.suppress(OSError, ValueError):  # a closed or broken stderr is not fatal
+        print(message, file=sys.stderr, flush=True)
+
+
+def _os_error(exc: OSError) -> str:
+    return f"{type(exc).__name__}: {exc.strerror or exc}"
 
 
 class Flusher:
@@ -56,6 +67,8 @@ class Flusher:
         memory_limit: int = 4 << 20,
         high_water: int = 100_000,
         backoff_max: float = 3.0,
+        fallback_limit: int = 256 << 20,
+        journal_factory: Callable[[Path], Journal] = Journal,
     ) -> None:
         self._buffer = buffer
         self._transport = transport
@@ -75,12 +88,21 @@ class Flusher:
         self._max_batch = max_batch_points
         self._memory_limit = memory_limit
         self._backoff_max = backoff_max
+        self._fallback_limit = fallback_limit
+        self._journal_factory = journal_factory
         self._progress_path = f"/api/training/jobs/{job_id}/progress"
 
         self._lock = threading.Lock()
         self._mem: deque[Entry] = deque()
         self._mem_bytes = 0
         self._journal: Journal | None = None
+        # Set once the journal failed to take a write: from then on memory is the only queue.
+        self._disk_error: str | None = None
+        self._overflow: deque[Entry] = deque()  # newer than the journal's entries
+        self._overflow_bytes = 0
+        self._in_flight: Entry | None = None  # never dropped while being sent
+        self.dropped_points = 0  # oldest points dropped: no disk and memory at its cap
+        self.lost_points = 0  # points neither delivered nor saved when the run ended
         self._seq = 0
         self._last_step = -1
         self._failures = 0
@@ -96,7 +118,7 @@ class Flusher:
         self.rejected_batches = 0
 
         self._wake = threading.Event()
-        self._closing: tuple[str, str | None, float] | None = None
+        self._closing: tuple[str | None, str | None, float, dict[str, Any] | None] | None = None
         self._thread: threading.Thread | None = None
 
         if create_body is not None:
@@ -117,20 +139,39 @@ class Flusher:
 
     def _run(self) -> None:
         while self._closing is None:
-            self.tick()
+            try:
+                self.tick()
+            except Exception as exc:  # the thread must outlive any surprise, or points stop
+                self._warn_once("internal", f"trainmon: reporter error ({exc!r}); still trying")
             self._wake.wait(self.POLL)
             self._wake.clear()
-        status, error, deadline = self._closing
-        self.drain(status, error, deadline, sleep=self._nap)
+        status, error, deadline, extra = self._closing
+        try:
+            self.drain(status, error, deadline, sleep=self._nap, extra=extra)
+        except Exception as exc:
+            self._warn_once("internal", f"trainmon: reporter error ({exc!r}) while finishing")
 
     def _nap(self, seconds: float) -> None:
         self._wake.wait(seconds)
         self._wake.clear()
 
-    def close(self, status: str, error: str | None, timeout: float) -> int:
-        """Finish from the caller's thread; returns how many points were left in the journal."""
+    def close(
+        self,
+        status: str | None,
+        error: str | None,
+        timeout: float,
+        *,
+        extra: dict[str, Any] | None = None,
+    ) -> int:
+        """Finish from the caller's thread; returns how many points were left in the journal.
+
+        ``extra`` rides on the final report (``exitCode``, ``endReason``). ``status`` None:
+        deliver what is left and leave the job's end to someone who knows it (the runner).
+        Never raises for I/O trouble: what could be neither sent nor saved is counted in
+        ``lost_points``.
+        """
         deadline = self._clock() + timeout
-        self._closing = (status, error, deadline)
+        self._closing = (status, error, deadline, extra)
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout + 1.0)
@@ -138,8 +179,14 @@ class Flusher:
                 # Stuck in a request to a hung server: take over and keep what is left.
                 self._warn_once("hung", f"trainmon: {self._url} did not answer in time")
         else:
-            self.drain(status, error, deadline, sleep=self._sleep)
-        return self.abandon()
+            self.drain(status, error, deadline, sleep=self._sleep, extra=extra)
+        left = self.abandon()
+        if self.dropped_points:
+            self._warn(
+                f"trainmon: {self.dropped_points:,} points of job {self.job_id} were dropped "
+                f"(the journal could not be written: {self._disk_error}, and memory was full)"
+            )
+        return left
 
     # -- one step of work ----------------------------------------------------------------
 
@@ -154,7 +201,7 @@ class Flusher:
                 self._on_pressure(True)
             if backlog >= self._max_batch or now - self._last_pack >= self.flush_interval:
                 self._pack(None)
-            quiet = not self._mem and self._journal_pending() == 0
+            quiet = not self._queued()
             heartbeat = (
                 quiet
                 and self._halted is None
@@ -169,19 +216,26 @@ class Flusher:
             pass
 
     def drain(
-        self, status: str, error: str | None, deadline: float, *, sleep: Callable[[float], Any]
+        self,
+        status: str | None,
+        error: str | None,
+        deadline: float,
+        *,
+        sleep: Callable[[float], Any],
+        extra: dict[str, Any] | None = None,
     ) -> None:
         """The final batch (all remaining points, then the status), delivered until ``deadline``."""
         with self._lock:
-            extra: dict[str, Any] = {"status": status}
+            final: dict[str, Any] = {} if status is None else {"status": status}
             if error is not None:
-                extra["error"] = error
-            self._pack(extra)
+                final["error"] = error
+            final.update(extra or {})
+            self._pack(final)
         while True:  # at least one attempt, however short the deadline
             if self._deliver_one():
                 continue
             with self._lock:
-                if self._halted is not None or not (self._mem or self._journal_pending()):
+                if self._halted is not None or not self._queued():
                     return
             if self._clock() >= deadline:
                 return
@@ -191,14 +245,21 @@ class Flusher:
         """Stop delivering; what memory still holds goes to the journal. Points left on disk."""
         with self._lock:
             self._abandoned = True
-            if self._halted is None and not self._mem and self._journal is None:
+            if self._halted is None and not self._queued() and self._journal is None:
                 return 0
-            undelivered = [e for e in self._mem if not _is_heartbeat(e)]
+            undelivered = [e for e in (*self._mem, *self._overflow) if not _is_heartbeat(e)]
             self._mem.clear()
-            if undelivered:
-                journal = self._open_journal()
-                for entry in undelivered:
-                    journal.append(entry)
+            self._overflow.clear()
+            self._mem_bytes = self._overflow_bytes = 0
+            for index, entry in enumerate(undelivered):
+                if not self._to_journal(entry):
+                    self.lost_points += sum(e.points for e in undelivered[index:])
+                    break
+            if self.lost_points:
+                self._warn(
+                    f"trainmon: {self.lost_points:,} points of job {self.job_id} could be "
+                    f"neither delivered to {self._url} nor saved ({self._disk_error})"
+                )
             if self._journal is None:
                 return 0
             left = self._journal.pending_points if self._journal.pending else 0
@@ -245,23 +306,72 @@ class Flusher:
             self._enqueue(self._batch([], final))
 
     def _enqueue(self, entry: Entry) -> None:
-        spilling = self._journal_pending() > 0 or self._halted is not None
-        if spilling or self._mem_bytes + len(entry.body) > self._memory_limit:
-            if self._failures and not spilling:
-                # A busy server just means a backlog on disk; say something only when away.
-                self._warn_once(
-                    "spill",
-                    f"trainmon: queueing points in {self._journal_path} until the server is back",
-                )
-            self._open_journal().append(entry)
-            return
-        self._mem.append(entry)
-        self._mem_bytes += len(entry.body)
+        if self._disk_error is None:
+            spilling = self._journal_pending() > 0 or self._halted is not None
+            if spilling or self._mem_bytes + len(entry.body) > self._memory_limit:
+                if self._failures and not spilling:
+                    # A busy server just means a backlog on disk; say something only when away.
+                    self._warn_once(
+                        "spill",
+                        f"trainmon: queueing points in {self._journal_path} until the server "
+                        "is back",
+                    )
+                if self._to_journal(entry):
+                    return
+        if self._disk_error is not None and (self._journal_pending() or self._overflow):
+            self._overflow.append(entry)  # behind what the journal holds: FIFO is kept
+            self._overflow_bytes += len(entry.body)
+        else:
+            self._mem.append(entry)
+            self._mem_bytes += len(entry.body)
+        if self._disk_error is not None:
+            self._cap_memory()
 
-    def _open_journal(self) -> Journal:
-        if self._journal is None:
-            self._journal = Journal(self._journal_path)
-        return self._journal
+    def _to_journal(self, entry: Entry) -> bool:
+        """Append to the journal; ``False`` (and memory from now on) if the disk refuses."""
+        if self._disk_error is not None:
+            return False
+        try:
+            if self._journal is None:
+                self._journal = self._journal_factory(self._journal_path)
+            self._journal.append(entry)
+            return True
+        except OSError as exc:
+            self._disk_error = _os_error(exc)
+            self._warn_once(
+                "disk",
+                f"trainmon: cannot write the journal {self._journal_path} ({self._disk_error}); "
+                f"keeping points in memory (up to {self._fallback_limit >> 20} MB, oldest dropped "
+                "beyond) and sending them while the server answers",
+            )
+            return False
+
+    def _cap_memory(self) -> None:
+        """Without a journal, drop the oldest points beyond ``fallback_limit`` (counted)."""
+        while self._mem_bytes + self._overflow_bytes > self._fallback_limit:
+            victim = next((e for e in self._mem if self._droppable(e)), None)
+            if victim is not None:
+                self._mem.remove(victim)
+                self._mem_bytes -= len(victim.body)
+            else:
+                victim = next((e for e in self._overflow if self._droppable(e)), None)
+                if victim is None:
+                    return  # only requests that must not be dropped are left
+                self._overflow.remove(victim)
+                self._overflow_bytes -= len(victim.body)
+            self.dropped_points += victim.points
+            self._warn_once(
+                "dropping",
+                f"trainmon: memory for undelivered points is full ({self._fallback_limit >> 20} "
+                "MB) and the journal cannot be written: dropping the oldest points (counted)",
+            )
+
+    def _droppable(self, entry: Entry) -> bool:
+        # Never the job's creation, a status change (the final one) or the request on the wire.
+        return entry.points > 0 and entry is not self._in_flight and not _carries_status(entry)
+
+    def _queued(self) -> bool:
+        return bool(self._mem or self._overflow or self._journal_pending())
 
     def _journal_pending(self) -> int:
         return self._journal.pending if self._journal is not None else 0
@@ -270,14 +380,28 @@ class Flusher:
         if self._mem:
             return self._mem[0]
         if self._journal is not None and self._journal.pending:
-            self._journal.flush()
-            return self._journal.peek()
+            try:
+                entry = self._journal.peek()
+            except OSError as exc:  # unreadable: what it holds is lost, memory goes on
+                self.lost_points += self._journal.pending_points
+                self._disk_error = self._disk_error or _os_error(exc)
+                self._warn_once("unreadable", f"trainmon: cannot read {self._journal_path} ({exc})")
+                self._journal.close(delete_if_empty=False)
+                self._journal = None
+                entry = None
+            if entry is not None:
+                return entry
+        if self._overflow:
+            return self._overflow[0]
         return None
 
     def _pop(self, entry: Entry) -> None:
         if self._mem and self._mem[0] is entry:
             self._mem.popleft()
             self._mem_bytes -= len(entry.body)
+        elif self._overflow and self._overflow[0] is entry:
+            self._overflow.popleft()
+            self._overflow_bytes -= len(entry.body)
         elif self._journal is not None:
             self._journal.pop()
 
@@ -286,7 +410,7 @@ class Flusher:
         with self._lock:
             if self._abandoned or self._halted is not None or self._clock() < self._next_attempt:
                 return False
-            entry = self._head()
+            entry = self._in_flight = self._head()
         if entry is None:
             return False
         try:
@@ -295,6 +419,7 @@ class Flusher:
         except TransportError as exc:
             answer, failure = None, str(exc)
         with self._lock:
+            self._in_flight = None
             if self._abandoned:
                 return False
             now = self._clock()
@@ -335,22 +460,23 @@ class Flusher:
                 f"{self._journal_path}; fix it, then run `trainmon sync`",
             )
             # Everything still in memory goes to disk now: nothing will be sent any more.
+            # (If the disk refuses, _enqueue keeps it in memory and the end counts it lost.)
             pending = list(self._mem)
             self._mem.clear()
             self._mem_bytes = 0
-            journal = self._open_journal()
             for queued in pending:
                 if not _is_heartbeat(queued):
-                    journal.append(queued)
-            journal.flush()
+                    self._enqueue(queued)
             return
         # Any other 4xx will not change on retry: set the request aside, keep going.
         self.rejected_batches += 1
         self._pop(entry)
         aside = self._journal_path.with_name(self._journal_path.name + ".rejected")
-        aside.parent.mkdir(parents=True, exist_ok=True)
-        with open(aside, "ab") as handle:
-            handle.write(entry.path.encode() + b" " + entry.body + b"\n")
+        try:
+            make_private_dir(aside.parent)
+            append_private(aside, encode_line(entry))
+        except OSError as exc:
+            aside = Path(f"nowhere: {_os_error(exc)}")
         self._warn_once(
             f"refused-{answer.status}",
             f"trainmon: {self._url} refused a batch ({answer.status}: {detail}); kept in {aside}",
@@ -378,6 +504,12 @@ class Flusher:
 
 def _is_heartbeat(entry: Entry) -> bool:
     return entry.points == 0 and b'"status"' not in entry.body and b'"points":[]' in entry.body
+
+
+def _carries_status(entry: Entry) -> bool:
+    # The head (reporter, seq, status...) is encoded before the points: look only there.
+    cut = entry.body.find(b'"points":')
+    return b'"status"' in (entry.body if cut < 0 else entry.body[:cut])
 
 
 def _error_message(body: bytes) -> str:

@@ -2,19 +2,32 @@
 
 ``log`` is the hot path and does no I/O: a cancel-flag check, a type check per value, a
 clock read and one ``list.append``. The ``Flusher`` thread does everything else.
+
+How the process ends decides the job's end (``exit_outcome``). What the SDK can observe in
+CPython 3.11: an exception through a ``with`` block or ``track`` loop (``SystemExit`` with its
+code included); an uncaught exception (``sys.excepthook``); a SIGTERM the script does not
+handle (our handler, installed only over the default one, then the default is restored and
+the signal re-raised). What it cannot: the code of a ``sys.exit(n)`` that unwinds past the
+SDK — ``SystemExit`` skips ``sys.excepthook``, the interpreter clears it before ``atexit``
+handlers run, and ``sys.exc_info()``/``sys.last_value`` are empty there. The ``__main__``
+frame still shows *that* the script ended by an exception rather than by returning, so such
+a run is reported completed without an ``exitCode`` and says why in ``endReason``.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
+import signal
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any
 
 from trainmon import local
@@ -39,6 +52,73 @@ def describe(exc: BaseException) -> str:
     text = str(exc).strip()
     name = type(exc).__name__
     return (f"{name}: {text}" if text else name)[:4000]
+
+
+_INT32 = range(-(2**31), 2**31)
+UNSEEN_EXIT = "exited through sys.exit() or SystemExit; its status is not visible to the SDK"
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """How a run ends: the final report's ``status``, ``error``, ``exitCode``, ``endReason``."""
+
+    status: str
+    error: str | None = None
+    exit_code: int | None = None
+    end_reason: str | None = None
+
+
+def exit_outcome(exc: BaseException | None, *, cancelled: bool, at_exit: bool) -> Ending:
+    """The job's end for ``exc`` (``None``: no exception). Pure.
+
+    ``at_exit``: the process is ending because of ``exc``, so the interpreter's exit code is
+    known (1 for an uncaught exception, 0 for none). Inside a ``with`` block it is not, except
+    for ``SystemExit``, which carries it.
+    """
+    if isinstance(exc, SystemExit):
+        code = exc.code
+        if code is None or code == 0:
+            return Ending("cancelled" if cancelled else "completed", exit_code=0)
+        if isinstance(code, int):  # bool included: sys.exit(True) exits 1
+            number = int(code)
+            return Ending(
+                "failed", f"exited with code {number}", number if number in _INT32 else None
+            )
+        return Ending("failed", str(code)[:4000] or describe(exc), 1)  # sys.exit("message")
+    if exc is None:
+        return Ending("cancelled" if cancelled else "completed", exit_code=0 if at_exit else None)
+    if isinstance(exc, JobCancelled) or cancelled:
+        return Ending("cancelled", exit_code=1 if at_exit else None)
+    if isinstance(exc, KeyboardInterrupt) and at_exit:
+        # The interpreter then dies by SIGINT: no exit code, like any death by a signal.
+        return Ending("failed", describe(exc), None, "SIGINT (KeyboardInterrupt)")
+    return Ending("failed", describe(exc), 1 if at_exit else None)
+
+
+def ended_by_exception(frame: FrameType | None) -> bool | None:
+    """Did this finished frame end by an exception rather than by returning? ``None``: unknown.
+
+    A frame that returned stopped at a ``RETURN_VALUE``; one that an exception left stopped
+    at the raising instruction. Read-only, and costs nothing while the script runs.
+    """
+    if frame is None:
+        return None
+    import dis  # only at exit: init() should not pay for it
+
+    code = frame.f_code.co_code
+    if not 0 <= frame.f_lasti < len(code):
+        return None
+    return dis.opname[code[frame.f_lasti]] != "RETURN_VALUE"
+
+
+def _main_frame() -> FrameType | None:
+    """The ``__main__`` module's own frame, if this thread's stack runs in it."""
+    frame: FrameType | None = sys._getframe()
+    while frame is not None:
+        if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__main__":
+            return frame
+        frame = frame.f_back
+    return None
 
 
 class Run:
@@ -72,7 +152,9 @@ class Run:
         # back-pressure). Set by the flusher thread, recomputed by the slow path.
         self._stop = False
         self._finished = False
-        self._finish_lock = threading.Lock()
+        self.attached = create_body is None  # launched by the runner, which sees the exit
+        # Re-entrant: the SIGTERM handler may finish the run while the main thread is inside.
+        self._finish_lock = threading.RLock()
         self._exit_timeout = exit_timeout
         self._buffer: list[Point] = []
         self._append = self._buffer.append
@@ -159,39 +241,62 @@ class Run:
     def finished(self) -> bool:
         return self._finished
 
-    def finish(self, status: str | None = None, error: str | None = None) -> None:
+    def finish(
+        self,
+        status: str | None = None,
+        error: str | None = None,
+        *,
+        exit_code: int | None = None,
+        end_reason: str | None = None,
+    ) -> None:
         """Deliver what is buffered and the final status (bounded by the exit timeout).
 
         ``status`` defaults to ``cancelled`` after a cancel request, else ``completed``.
-        Whatever cannot be delivered stays in the journal for ``trainmon sync``.
+        Whatever cannot be delivered stays in the journal for ``trainmon sync``. Never raises
+        for I/O trouble (a full disk, a broken connection): training code must not die of it.
         """
-        with self._finish_lock:
-            if self._finished:
-                return
-            self._finished = True
         if status is None:
             status = "cancelled" if self._cancel_requested else "completed"
         if status not in ("completed", "failed", "cancelled"):
             raise ValueError(f"trainmon: cannot finish a run as {status!r}")
-        left = self._flusher.close(status, error, self._exit_timeout)
+        with self._finish_lock:
+            if self._finished:
+                return
+            self._finished = True
+        extra: dict[str, Any] = {}
+        if exit_code is not None:
+            extra["exitCode"] = exit_code
+        if end_reason is not None:
+            extra["endReason"] = end_reason[:1000]
+        self._close(status, error, extra)
+
+    def hand_over(self) -> None:
+        """Deliver what is buffered and leave the job's end to the runner's supervisor: it saw
+        the process exit, with the code this process cannot see (a bare ``sys.exit(n)``)."""
+        with self._finish_lock:
+            if self._finished:
+                return
+            self._finished = True
+        self._close(None, None, {})
+
+    def _close(self, status: str | None, error: str | None, extra: dict[str, Any]) -> None:
+        try:
+            left = self._flusher.close(status, error, self._exit_timeout, extra=extra)
+        except OSError as exc:  # defensive: the flusher already keeps I/O errors to itself
+            left = 0
+            _say(f"trainmon: could not finish job {self.id} cleanly: {describe(exc)}")
         _forget(self)
         if left:
-            print(
+            _say(
                 f"trainmon: {left:,} points of job {self.id} were not delivered to {self.url}; "
                 f"they are saved in {self._flusher._journal_path}; run `trainmon sync` to "
-                "upload them",
-                file=sys.stderr,
-                flush=True,
+                "upload them"
             )
 
-    def finish_after(self, exc: BaseException | None) -> None:
+    def finish_after(self, exc: BaseException | None, *, at_exit: bool = False) -> None:
         """Finish with the status an exception (or none) implies."""
-        if exc is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):
-            self.finish()
-        elif isinstance(exc, JobCancelled) or self._cancel_requested:
-            self.finish("cancelled")
-        else:
-            self.finish("failed", describe(exc))
+        end = exit_outcome(exc, cancelled=self._cancel_requested, at_exit=at_exit)
+        self.finish(end.status, end.error, exit_code=end.exit_code, end_reason=end.end_reason)
 
     def __enter__(self) -> Run:
         return self
@@ -212,10 +317,17 @@ class Run:
 
 # -- the process-wide current run and exit handling ---------------------------------------
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entrant for the SIGTERM handler, which runs in the main thread
 _active: list[Run] = []
 _uncaught: BaseException | None = None
 _hooked = False
+_main: FrameType | None = None  # the __main__ frame, to tell a SystemExit from a clean end
+
+
+def _say(message: str) -> None:
+    # A closed or broken stderr must not turn a finish into a crash.
+    with contextlib.suppress(OSError, ValueError):
+        print(message, file=sys.stderr, flush=True)
 
 
 def _forget(run: Run) -> None:
@@ -245,18 +357,48 @@ _previous_hook = sys.excepthook
 
 def _at_exit() -> None:
     """Finish every run the script left open; never changes the exit code."""
+    unseen_exit = _uncaught is None and ended_by_exception(_main) is True
     for run in list(_active):
         try:
-            run.finish_after(_uncaught)
+            if unseen_exit and run.attached:
+                run.hand_over()
+            elif unseen_exit:
+                run.finish(end_reason=UNSEEN_EXIT)
+            else:
+                run.finish_after(_uncaught, at_exit=True)
         except BaseException as exc:  # exit must stay the script's own
-            print(f"trainmon: could not finish job {run.id}: {describe(exc)}", file=sys.stderr)
+            _say(f"trainmon: could not finish job {run.id}: {describe(exc)}")
 
 
-def _install_hooks() -> None:
-    global _hooked, _previous_hook
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """Finish the open runs as killed, then die by the signal as the default handler would."""
+    for run in list(_active):
+        try:
+            run.finish("failed", "killed by SIGTERM", end_reason="SIGTERM")
+        except BaseException as exc:
+            _say(f"trainmon: could not finish job {run.id}: {describe(exc)}")
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def _install_sigterm() -> None:
+    """Only over the default disposition, and only from the main thread (Python's rule)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    with contextlib.suppress(ValueError, OSError):  # an interpreter without signal support
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _install_hooks(*, own_job: bool) -> None:
+    global _hooked, _previous_hook, _main
+    if own_job:
+        # A runner-launched job's supervisor sees the signal itself and reports it.
+        _install_sigterm()
     if _hooked:
         return
     _hooked = True
+    _main = _main_frame()
     _previous_hook = sys.excepthook
     sys.excepthook = _excepthook
     atexit.register(_at_exit)
@@ -325,7 +467,7 @@ def init(
     )
     with _lock:
         _active.append(run)
-    _install_hooks()
+    _install_hooks(own_job=attach_to is None)
     run._start()
     return run
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -26,11 +27,14 @@ from trainmon.models import Job
 from trainmon.server.errors import install_error_handlers
 from trainmon.server.events import EventBus
 from trainmon.server.middleware import GuardMiddleware
-from trainmon.server.routes import auth, events, health, jobs, logs, pages
+from trainmon.server.routes import auth, docs, events, health, jobs, logs, pages
 from trainmon.server.schemas import ProgressIn, render_job
+from trainmon.server.sessions import FailureLimiter, SessionBook, SignInLinks
 from trainmon.service import JobService
 from trainmon.settings import Settings
 from trainmon.store import Store
+
+log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
@@ -88,7 +92,7 @@ async def _watch_liveness(
             await asyncio.wait_for(stop.wait(), period)
         if stop.is_set():
             return
-        with contextlib.suppress(Exception):  # a database hiccup must not end the watcher
+        try:  # a database hiccup must not end the watcher, nor pass unseen
             await run_in_threadpool(service.reap_lost_contact, started)
             running = await run_in_threadpool(service.running_jobs)
             now = service.clock()
@@ -97,6 +101,27 @@ async def _watch_liveness(
                 if (job.id in flagged) != (job.id in stale) and service.on_change:
                     service.on_change(job)
             stale = flagged
+        except Exception:
+            log.exception("liveness check failed; retrying in %g s", period)
+
+
+async def _housekeep(
+    service: JobService, settings: Settings, started: float, stop: asyncio.Event
+) -> None:
+    """Retention: delete jobs past ``keep_days`` and fail pending jobs that never reported.
+    A round at startup, then one every ``housekeeping_interval``; stops between rounds."""
+    period = settings.housekeeping_interval
+    while True:
+        try:
+            if settings.keep_days is not None:
+                await run_in_threadpool(service.prune_finished, settings.keep_days * 86400)
+            await run_in_threadpool(service.expire_pending, settings.pending_timeout, started)
+        except Exception:
+            log.exception("housekeeping failed; retrying in %g s", period)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), period)
+        if stop.is_set():
+            return
 
 
 def _document_raw_bodies(app: FastAPI) -> None:
@@ -111,6 +136,11 @@ def _document_raw_bodies(app: FastAPI) -> None:
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components.update(body.pop("$defs", {}))
             components["ProgressIn"] = body
+            # /docs' "Authorize" takes the write token; reads on loopback need none.
+            schema["components"]["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "the write token"}
+            }
+            schema["security"] = [{}, {"bearer": []}]
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -129,9 +159,13 @@ def create_app(settings: Settings, *, start_executor: bool | None = None) -> Fas
             store,
             heartbeat_interval=settings.heartbeat_interval,
             lost_contact_timeout=settings.lost_contact_timeout,
+            max_metric_keys=settings.max_metric_keys,
         )
         service.on_change = _publisher(bus, service)
+        service.data_dir = settings.data_dir
+        service.on_delete = lambda job_id: bus.publish({"id": job_id, "deleted": True})
         app.state.store, app.state.bus, app.state.service = store, bus, service
+        app.state.sessions = SessionBook(store, settings)
         executor = None
         if run_executor:
             from trainmon.runner.scheduler import LocalExecutor
@@ -147,11 +181,13 @@ def create_app(settings: Settings, *, start_executor: bool | None = None) -> Fas
         period = max(0.2, min(1.0, settings.heartbeat_interval / 4))
         stop = asyncio.Event()
         watcher = asyncio.create_task(_watch_liveness(service, time.time(), period, stop))
+        housekeeper = asyncio.create_task(_housekeep(service, settings, time.time(), stop))
         try:
             yield
         finally:
             stop.set()
             await watcher
+            await housekeeper
             if executor is not None:
                 await run_in_threadpool(executor.stop)
             store.dispose()
@@ -160,8 +196,13 @@ def create_app(settings: Settings, *, start_executor: bool | None = None) -> Fas
         title="trainmon",
         summary="Real-time monitor and runner for ML training jobs",
         lifespan=lifespan,
+        # The reference is served from the package (routes/docs.py): FastAPI's loads a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
+    app.state.sign_in_links = SignInLinks()
+    app.state.login_limiter = FailureLimiter()
     app.state.templates = make_templates()
     install_error_handlers(app)
     for router in (
@@ -171,6 +212,7 @@ def create_app(settings: Settings, *, start_executor: bool | None = None) -> Fas
         events.router,
         logs.router,
         auth.router,
+        docs.router,
     ):
         app.include_router(router)
     _document_raw_bodies(app)

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.templating import Jinja2Templates
 
-from trainmon.server.auth import check_read, check_write
+from trainmon.server.auth import Authority, check_read, check_write
 from trainmon.server.events import EventBus
 from trainmon.service import JobService
 from trainmon.settings import Settings
@@ -37,8 +37,10 @@ def require_read(request: Request, settings: Annotated[Settings, Depends(get_set
     check_read(request, settings)
 
 
-def require_write(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> None:
-    check_write(request, settings)
+def require_write(
+    request: Request, settings: Annotated[Settings, Depends(get_settings)]
+) -> Authority:
+    return check_write(request, settings)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -47,3 +49,5 @@ BusDep = Annotated[EventBus, Depends(get_bus)]
 TemplatesDep = Annotated[Jinja2Templates, Depends(get_templates)]
 ReadAccess = Depends(require_read)
 WriteAccess = Depends(require_write)
+# For a write route that needs to know which proof was given (token or page session).
+AuthorityDep = Annotated[Authority, Depends(require_write)]

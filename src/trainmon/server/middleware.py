@@ -14,8 +14,6 @@ CSP = (
     "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
     "form-action 'self'; frame-ancestors 'none'"
 )
-# FastAPI's interactive docs load their own scripts; they get no CSP of ours.
-DOCS_PATHS = ("/docs", "/redoc")
 
 
 def host_without_port(host: str) -> str:
@@ -70,7 +68,7 @@ class GuardMiddleware:
                 await send_error(send, PayloadTooLarge(f"request body over {self.max_body} bytes"))
                 return
             receive = self._replay(body, receive)
-        await self.app(scope, receive, self._with_headers(scope, send))
+        await self.app(scope, receive, self._with_headers(send))
 
     async def _read_capped(self, receive: Receive) -> bytes | None:
         chunks: list[bytes] = []
@@ -100,18 +98,15 @@ class GuardMiddleware:
 
         return replay
 
-    def _with_headers(self, scope: Scope, send: Send) -> Send:
-        is_docs = str(scope.get("path", "")).startswith(DOCS_PATHS)
-
+    def _with_headers(self, send: Send) -> Send:
         async def wrapped(message: Message) -> None:
             if message["type"] == "http.response.start":
                 extra: list[tuple[bytes, bytes]] = [
                     (b"x-content-type-options", b"nosniff"),
                     (b"referrer-policy", b"no-referrer"),
                     (b"x-frame-options", b"DENY"),
+                    (b"content-security-policy", CSP.encode()),
                 ]
-                if not is_docs:
-                    extra.append((b"content-security-policy", CSP.encode()))
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 

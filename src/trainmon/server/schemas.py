@@ -3,8 +3,9 @@ plain dataclasses; nothing here touches the database."""
 
 from __future__ import annotations
 
-import json
+import logging
 import math
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -19,13 +20,18 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from typing_extensions import TypedDict
 
+from trainmon.jsonlimits import MAX_CONFIG_DEPTH, MAX_JSON_BYTES, json_problem
 from trainmon.models import JOB_ID_PATTERN, Command, Job, JobStatus, float_to_json
 from trainmon.reporting import LOSS, Point, ProgressReport
 from trainmon.service import JobCreate, JobService
+from trainmon.store.store import UnreadableJson
 
 MAX_STEP = 2**63 - 1
 MAX_POINTS = 100_000
 MAX_METRICS = 200
+log = logging.getLogger(__name__)
+
+MAX_METRIC_KEY_LENGTH = 200
 
 
 def plain_text(value: str) -> str:
@@ -52,7 +58,7 @@ EnvName = Annotated[str, StringConstraints(min_length=1, max_length=256), PlainT
 EnvValue = Annotated[str, StringConstraints(max_length=100_000), PlainText]
 # Metric keys only ever travel inside JSON text, which escapes anything; checking each key of
 # 100,000 points in Python would cost more than the rest of the batch.
-MetricKey = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+MetricKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_METRIC_KEY_LENGTH)]
 Step = Annotated[int, Field(ge=0, le=MAX_STEP)]
 JobId = Annotated[str, StringConstraints(pattern=JOB_ID_PATTERN)]
 Reporter = Annotated[str, StringConstraints(min_length=1, max_length=64), PlainText]
@@ -93,15 +99,19 @@ class JobCreateIn(Body):
     @field_validator("config")
     @classmethod
     def _config_is_plain_json(cls, config: dict[str, Any]) -> dict[str, Any]:
-        try:
-            encoded = json.dumps(config, allow_nan=False, ensure_ascii=False).encode()
-        except ValueError:  # UnicodeEncodeError is one too
-            raise ValueError(
-                "config must be plain JSON: no NaN, Infinity or lone surrogates"
-            ) from None
-        if len(encoded) > 64 * 1024:
-            raise ValueError("config is larger than 64 KiB")
+        # A config too deep to serialise used to be stored, and then broke every job list.
+        problem = json_problem(config, max_depth=MAX_CONFIG_DEPTH, max_bytes=MAX_JSON_BYTES)
+        if problem is not None:
+            raise ValueError(f"config {problem}")
         return config
+
+    @field_validator("tags")
+    @classmethod
+    def _tags_fit(cls, tags: list[str]) -> list[str]:
+        problem = json_problem(tags, max_depth=1, max_bytes=MAX_JSON_BYTES)
+        if problem is not None:
+            raise ValueError(f"tags {problem}")
+        return tags
 
     def to_spec(self) -> JobCreate:
         command = None
@@ -178,10 +188,30 @@ def scalars_to_json(values: dict[str, float]) -> dict[str, float | str | None]:
     return {k: float_to_json(v) for k, v in values.items()}
 
 
+REDACTED = "[redacted]"
+# Names whose values are secrets by convention (GITHUB_TOKEN, AWS_SECRET_ACCESS_KEY, ...).
+SECRET_NAME = re.compile(r"TOKEN|SECRET|KEY|PASSWORD|PASSWD|CREDENTIAL|AUTH", re.IGNORECASE)
+# user:password@ inside a URL (DATABASE_URL=postgresql://me:hunter2@db/x).
+URL_PASSWORD = re.compile(r"(?<=://)([^/@:\s]*):[^/@\s]*@")
+
+
+def redacted_env(env: dict[str, str]) -> dict[str, str]:
+    """A job's environment as readers see it: the supervisor gets the real values, anyone who
+    can read the API (tokenless on loopback) gets the names and no secrets."""
+    return {
+        name: REDACTED if SECRET_NAME.search(name) else URL_PASSWORD.sub(rf"\1:{REDACTED}@", value)
+        for name, value in env.items()
+    }
+
+
 def job_to_api(job: Job, *, stale: bool = False) -> dict[str, Any]:
     command = None
     if job.command is not None:
-        command = {"argv": list(job.command.argv), "cwd": job.command.cwd, "env": job.command.env}
+        command = {
+            "argv": list(job.command.argv),
+            "cwd": job.command.cwd,
+            "env": redacted_env(job.command.env),
+        }
     return {
         "id": job.id,
         "name": job.name,
@@ -209,7 +239,21 @@ def job_to_api(job: Job, *, stale: bool = False) -> dict[str, Any]:
     }
 
 
+def render_problem(job: Job) -> str | None:
+    """Why a stored job's config cannot be shown (a row written around the API's limits); the
+    store checks each stored text once and marks such a job (``UnreadableJson``)."""
+    return job.config.reason if isinstance(job.config, UnreadableJson) else None
+
+
 def render_job(service: JobService, job: Job, now: float | None = None) -> dict[str, Any]:
-    """The job's JSON as every reader gets it: API, event stream and first paint alike."""
+    """The job's JSON as every reader gets it: API, event stream and first paint alike. A job
+    whose config cannot be shown still lists (``config: null`` and ``renderError``): one bad
+    row must not fail every list that includes it."""
     when = service.clock() if now is None else now
-    return job_to_api(job, stale=service.is_stale(job, when))
+    body = job_to_api(job, stale=service.is_stale(job, when))
+    problem = render_problem(job)
+    if problem is not None:
+        log.warning("job %s: %s; shown with config null", job.id, problem)
+        body["config"] = None
+        body["renderError"] = problem
+    return body

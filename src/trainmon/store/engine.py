@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,13 @@ def normalise_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     return url
+
+
+def create_private(path: Path) -> None:
+    """Create the database file 0600 (its folder 0700) before SQLite does: SQLite would make it
+    0644, and its -wal and -shm files copy the database file's mode."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
 def make_engine(url: str, *, writer: bool = True) -> Engine:
@@ -40,7 +48,7 @@ def make_engine(url: str, *, writer: bool = True) -> Engine:
 
 def _sqlite_engine(url: str, database: str | None, writer: bool) -> Engine:
     if database and database != ":memory:":
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        create_private(Path(database).expanduser())
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
     @event.listens_for(engine, "connect")

@@ -57,9 +57,15 @@ jobs = Table(
     Column("supervisor_start", BigInteger),
     Column("sdk_attached", Boolean, nullable=False, default=False),
     Column("point_count", BigInteger, nullable=False, default=0),
+    # Migration 3: the training's process group (killed when its supervisor is lost) and who
+    # asked for the cancel ("api" or "dashboard").
+    Column("training_pgid", Integer),
+    Column("cancel_source", String(16)),
 )
 Index("ix_jobs_created", jobs.c.created_at, jobs.c.id)
 Index("ix_jobs_status_created", jobs.c.status, jobs.c.created_at)
+# Retention prunes, and the dashboard lists, by finish time.
+ix_jobs_finished = Index("ix_jobs_finished", jobs.c.finished_at)
 
 # A reporter's batch of points is one row, stored as columns: ingest writes one row per
 # batch instead of one per point, and a chart reads a few rows for thousands of points.
@@ -84,3 +90,16 @@ batches = Table(
     Column("reporter", String(64), primary_key=True),
     Column("seq", BigInteger, primary_key=True),
 )
+
+# Dashboard sign-in sessions. ``id`` is the SHA-256 of the cookie's secret, so a copy of the
+# database cannot be replayed as a cookie; ``token_fp`` ties a session to the write token it
+# was issued under: a new token ends every session.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("token_fp", String(64), nullable=False),
+)
+Index("ix_sessions_expires", sessions.c.expires_at)

@@ -15,12 +15,19 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
-from trainmon.server.deps import BusDep, ReadAccess, ServiceDep
+from trainmon.server.deps import BusDep, ReadAccess, ServiceDep, SettingsDep
 from trainmon.server.events import EventBus
+from trainmon.server.limits import (
+    RETRY_AFTER_SECONDS,
+    EventStreamSlots,
+    ServerBusy,
+    event_stream_slots,
+)
 from trainmon.server.schemas import render_job
 from trainmon.service import JobService
 
@@ -65,12 +72,38 @@ async def stream(
                 yield ": ping\n\n"
                 continue
             event_id = bus.last_id
-            yield "".join(encode("job", job, event_id) for job in changed)
+            # A deleted job is published as {"id", "deleted": true}: newest wins, as for updates.
+            yield "".join(
+                encode("deleted" if job.get("deleted") else "job", job, event_id) for job in changed
+            )
             await asyncio.sleep(coalesce)
 
 
-@router.get("/events")
-async def events(service: ServiceDep, bus: BusDep) -> StreamingResponse:
-    return StreamingResponse(
-        stream(service, bus), media_type="text/event-stream", headers=STREAM_HEADERS
-    )
+class CountedStream(StreamingResponse):
+    """An event stream that gives its slot back however it ends: a viewer leaving, a send
+    failing before the first event, or the server shutting down."""
+
+    def __init__(self, slots: EventStreamSlots, content: AsyncIterator[str]) -> None:
+        super().__init__(content, media_type="text/event-stream", headers=STREAM_HEADERS)
+        self.slots = slots
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.slots.give_back()
+
+
+@router.get("/events", response_model=None)
+async def events(
+    request: Request, service: ServiceDep, bus: BusDep, settings: SettingsDep
+) -> StreamingResponse | JSONResponse:
+    slots = event_stream_slots(request.app.state, settings.max_event_streams)
+    if not slots.take():
+        busy = ServerBusy(f"more than {slots.limit} open event streams; retry shortly")
+        return JSONResponse(
+            busy.to_json(),
+            status_code=busy.status,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    return CountedStream(slots, stream(service, bus))

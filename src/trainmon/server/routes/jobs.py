@@ -12,7 +12,8 @@ from starlette.concurrency import run_in_threadpool
 from trainmon.errors import ValidationFailed
 from trainmon.models import float_to_json, parse_status_filter
 from trainmon.reporting import LOSS
-from trainmon.server.deps import ReadAccess, ServiceDep, WriteAccess
+from trainmon.server.auth import require_token
+from trainmon.server.deps import AuthorityDep, ReadAccess, ServiceDep, WriteAccess
 from trainmon.server.schemas import JobCreateIn, ProgressIn, iso, render_job, scalars_to_json
 
 router = APIRouter(prefix="/api/training", tags=["jobs"], dependencies=[ReadAccess])
@@ -52,7 +53,12 @@ def get_job(service: ServiceDep, job_id: str) -> dict[str, Any]:
 
 
 @router.post("/jobs", status_code=201, dependencies=[WriteAccess])
-def create_job(service: ServiceDep, body: JobCreateIn, response: Response) -> dict[str, Any]:
+def create_job(
+    service: ServiceDep, authority: AuthorityDep, body: JobCreateIn, response: Response
+) -> dict[str, Any]:
+    if body.command is not None:
+        # Running a command is running code as this server's user: the token, never a page.
+        require_token(authority, "creating a job with a command")
     job, created = service.create_job(body.to_spec())
     if not created:
         response.status_code = 200
@@ -60,8 +66,17 @@ def create_job(service: ServiceDep, body: JobCreateIn, response: Response) -> di
 
 
 @router.post("/jobs/{job_id}/cancel", dependencies=[WriteAccess])
-def cancel_job(service: ServiceDep, job_id: str) -> dict[str, Any]:
-    return render_job(service, service.cancel(job_id))
+def cancel_job(service: ServiceDep, authority: AuthorityDep, job_id: str) -> dict[str, Any]:
+    # The CLI and scripts send the bearer token; the dashboard page its session and CSRF token.
+    source = "api" if authority.kind == "token" else "dashboard"
+    return render_job(service, service.cancel(job_id, source))
+
+
+@router.delete("/jobs/{job_id}", dependencies=[WriteAccess])
+def delete_job(service: ServiceDep, job_id: str) -> dict[str, Any]:
+    """Remove a finished job with its points and log; 409 while it is active."""
+    service.delete(job_id)
+    return {"id": job_id, "deleted": True}
 
 
 # The ingest hot path reads the raw body and validates it in one pass from JSON (Pydantic's

@@ -6,19 +6,27 @@ The page is the first paint only: the same job JSON the API serves goes through
 
 from __future__ import annotations
 
+import hmac
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from trainmon.errors import Forbidden
 from trainmon.presentation import CardView, card_view, parse_iso
-from trainmon.server.auth import COOKIE_NAME, can_read, session_cookie_value, valid_token
+from trainmon.server.auth import (
+    COOKIE_NAME,
+    browser_refusal,
+    can_read,
+    session_of,
+    valid_token,
+)
 from trainmon.server.deps import ServiceDep, SettingsDep, TemplatesDep
 from trainmon.server.schemas import render_job
+from trainmon.server.sessions import FailureLimiter, SessionBook, SignInLinks, csrf_token
 
 router = APIRouter(include_in_schema=False)
 
-SESSION_DAYS = 30
 # Pages change with every job update; never let a proxy or the back button serve an old one.
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -39,7 +47,10 @@ def dashboard(
         return RedirectResponse("/login", status_code=303, headers=NO_STORE)
     now = service.clock()
     cards = [card_view(render_job(service, job, now), now) for job in service.dashboard_jobs()]
+    session_id = session_of(request)
     context: dict[str, Any] = {
+        "signed_in": session_id is not None,
+        "csrf": csrf_token(settings, session_id) if session_id else "",
         "active_cards": _newest_first([c for c in cards if c.active], "created_iso"),
         "recent_cards": _newest_first([c for c in cards if not c.active], "finished_iso"),
         "blank_card": card_view({}, now),
@@ -48,19 +59,61 @@ def dashboard(
     return templates.TemplateResponse(request, "index.html", context, headers=NO_STORE)
 
 
+def _local_path(target: str | None) -> str:
+    """Where to go after signing in: a path on this server, never another site."""
+    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
+        return target
+    return "/"
+
+
 def _login_page(
-    request: Request, templates: TemplatesDep, error: str | None, status: int
+    request: Request,
+    settings: SettingsDep,
+    templates: TemplatesDep,
+    error: str | None,
+    status: int,
+    *,
+    next_path: str = "/",
+    headers: dict[str, str] | None = None,
 ) -> Response:
+    context = {
+        "error": error,
+        "next": next_path,
+        "reads_need_token": settings.reads_need_token,
+        "session_days": f"{settings.session_days:g}",
+    }
     return templates.TemplateResponse(
-        request, "login.html", {"error": error}, status_code=status, headers=NO_STORE
+        request, "login.html", context, status_code=status, headers={**NO_STORE, **(headers or {})}
     )
 
 
+def _signed_in(request: Request, settings: SettingsDep, target: str) -> Response:
+    """Open a session and hand its cookie to the browser."""
+    book: SessionBook = request.app.state.sessions
+    response = RedirectResponse(_local_path(target), status_code=303, headers=NO_STORE)
+    response.set_cookie(
+        COOKIE_NAME,
+        book.open(),
+        max_age=int(settings.session_days * 86400),
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
 @router.get("/login", response_class=HTMLResponse)
-def login_form(request: Request, settings: SettingsDep, templates: TemplatesDep) -> Response:
-    if can_read(request, settings):
-        return RedirectResponse("/", status_code=303)
-    return _login_page(request, templates, None, 200)
+def login_form(
+    request: Request,
+    settings: SettingsDep,
+    templates: TemplatesDep,
+    next_path: Annotated[str | None, Query(alias="next", max_length=2000)] = None,
+) -> Response:
+    target = _local_path(next_path)
+    if session_of(request) is not None:
+        return RedirectResponse(target, status_code=303, headers=NO_STORE)
+    return _login_page(request, settings, templates, None, 200, next_path=target)
 
 
 @router.post("/login", response_class=HTMLResponse)
@@ -69,20 +122,60 @@ def login(
     settings: SettingsDep,
     templates: TemplatesDep,
     token: Annotated[str, Form(max_length=4096)] = "",
+    next_path: Annotated[str, Form(alias="next", max_length=2000)] = "/",
 ) -> Response:
+    target = _local_path(next_path)
     # A form another site submits would sign this browser in to a server it never chose.
     if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
-        return _login_page(request, templates, "Sign in from this server's own page.", 403)
+        return _login_page(
+            request, settings, templates, "Sign in from this server's own page.", 403
+        )
+    limiter: FailureLimiter = request.app.state.login_limiter
+    client = request.client.host if request.client else "unknown"
+    wait = limiter.retry_after(client)
+    if wait:
+        message = f"Too many wrong tokens. Try again in {wait} s."
+        return _login_page(
+            request, settings, templates, message, 429, next_path=target,
+            headers={"Retry-After": str(wait)},
+        )  # fmt: skip
     if not valid_token(settings, token.strip()):
-        return _login_page(request, templates, "That token is not this server's.", 401)
+        limiter.failed(client)
+        message = "That token is not this server's."
+        return _login_page(request, settings, templates, message, 401, next_path=target)
+    return _signed_in(request, settings, target)
+
+
+@router.get("/login/link/{code}", response_class=HTMLResponse)
+def login_link(
+    request: Request, settings: SettingsDep, templates: TemplatesDep, code: str
+) -> Response:
+    """The one-time sign-in link: spent by its first use, so a copy in a history is useless."""
+    links: SignInLinks = request.app.state.sign_in_links
+    if not links.redeem(code):
+        message = (
+            "That sign-in link was already used or has expired. Run `trainmon sign-in-link` "
+            "for a new one, or sign in with the token."
+        )
+        return _login_page(request, settings, templates, message, 410)
+    return _signed_in(request, settings, "/")
+
+
+@router.post("/logout")
+def logout(
+    request: Request,
+    settings: SettingsDep,
+    csrf: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    session_id = session_of(request)
+    if session_id is not None:
+        # The form carries the session's CSRF token: another site cannot sign you out.
+        if browser_refusal(request) or not hmac.compare_digest(
+            csrf.encode(), csrf_token(settings, session_id).encode()
+        ):
+            raise Forbidden("sign out from this server's own page")
+        book: SessionBook = request.app.state.sessions
+        book.close(request.cookies.get(COOKIE_NAME))
     response = RedirectResponse("/", status_code=303, headers=NO_STORE)
-    response.set_cookie(
-        COOKIE_NAME,
-        session_cookie_value(settings),
-        max_age=SESSION_DAYS * 86400,
-        path="/",
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-    )
+    response.delete_cookie(COOKIE_NAME, path="/", httponly=True, samesite="strict")
     return response

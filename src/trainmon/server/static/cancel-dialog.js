@@ -1,11 +1,18 @@
 // Cancel from the page: the card's button opens a confirmation naming the job (a native modal
 // <dialog>: focus is trapped, Escape closes it, focus returns to the button); confirming POSTs
-// the cancel with the CSRF token, never the write token, which the page does not have.
+// the cancel with the session's CSRF token, never the write token, which the page does not
+// have. A page that is not signed in says how to sign in instead.
 
 let csrfToken = null;
 
+class SignInNeeded extends Error {}
+
+const main = document.getElementById("main");
+const signedIn = () => main?.dataset.signedIn === "true";
+
 async function fetchCsrf() {
   const response = await fetch("/api/auth/csrf", { credentials: "same-origin", cache: "no-store" });
+  if (response.status === 401) throw new SignInNeeded("sign in first");
   if (!response.ok) throw new Error(await errorMessage(response));
   csrfToken = (await response.json()).csrfToken;
   return csrfToken;
@@ -28,7 +35,8 @@ async function postCancel(jobId, retried = false) {
     credentials: "same-origin",
     headers: { "X-CSRF-Token": token },
   });
-  // The token is derived from the server's write token: after a rotation, fetch it again once.
+  if (response.status === 401) throw new SignInNeeded("sign in first");
+  // The token is derived from the session and the write token: fetch it again once.
   if (response.status === 403 && !retried) {
     csrfToken = null;
     return postCancel(jobId, true);
@@ -40,12 +48,31 @@ async function postCancel(jobId, retried = false) {
 // `board` is live.js's: it owns the cards and the pending-cancel marks.
 export function initCancel(board, dialog, announce) {
   const nameEl = dialog.querySelector("#cancel-name");
+  const signIn = document.getElementById("sign-in-dialog");
   let target = null; // { id, button }
+  let signInFrom = null; // the button to give focus back to
+
+  function askToSignIn(id, button) {
+    signIn.querySelector("#sign-in-name").textContent = board.nameOf(id);
+    signIn.querySelector("#sign-in-id").textContent = id;
+    signInFrom = button;
+    signIn.showModal();
+  }
+
+  signIn.addEventListener("close", () => {
+    if (signIn.open || !signInFrom) return;
+    signInFrom.focus();
+    signInFrom = null;
+  });
 
   board.root.addEventListener("click", (event) => {
     const button = event.target.closest('[data-action="cancel"]');
     if (!button || button.disabled) return;
     const card = button.closest("[data-job-id]");
+    if (!signedIn()) {
+      askToSignIn(card.dataset.jobId, button);
+      return;
+    }
     target = { id: card.dataset.jobId, button };
     nameEl.textContent = board.nameOf(target.id);
     dialog.returnValue = "";
@@ -79,6 +106,14 @@ export function initCancel(board, dialog, announce) {
       board.upsert(job);
     } catch (error) {
       board.setPendingCancel(id, false);
+      if (error instanceof SignInNeeded) {
+        // The session ended (signed out elsewhere, expired, or the token changed).
+        main.dataset.signedIn = "false";
+        const message = "Could not cancel: your sign-in has ended. Sign in and try again.";
+        board.showCancelError(id, message);
+        announce(message);
+        return;
+      }
       const reason = String(error.message || error).replace(/\.$/, "");
       const message = `Could not cancel: ${reason}. You can try again.`;
       board.showCancelError(id, message);

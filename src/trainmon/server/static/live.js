@@ -118,6 +118,17 @@ class Board {
     this.afterChange();
   }
 
+  // A deleted job's card goes at once, with any update still waiting for a frame.
+  remove(id) {
+    this.queue.delete(id);
+    this.pendingCancel.delete(id);
+    const entry = this.jobs.get(id);
+    if (!entry) return;
+    entry.card.remove();
+    this.jobs.delete(id);
+    this.afterChange();
+  }
+
   // Finished jobs leave the page an hour after they end, as they leave the snapshot.
   prune(now) {
     let removed = false;
@@ -212,6 +223,7 @@ class Connection {
       performance.mark("trainmon:snapshot");
     });
     source.addEventListener("job", (event) => this.board.enqueue(JSON.parse(event.data)));
+    source.addEventListener("deleted", (event) => this.board.remove(JSON.parse(event.data).id));
     source.addEventListener("error", () => {
       this.down = true;
       this.setState("down", "Reconnecting… updating every 5 s");
