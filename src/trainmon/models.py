@@ -152,3 +152,22 @@ class Job:
         if self.status is JobStatus.COMPLETED:
             return 100.0
         return derive_progress(self.current_step, self.total_steps) or 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One reported point: its step, when, and every named scalar ("loss" among them)."""
+
+    step: int | None
+    time: float
+    values: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPoint:
+    """A point as stored: ``seq`` numbers a job's points from 1, a cursor for reading pages."""
+
+    seq: int
+    step: int | None
+    time: float
+    values: dict[str, float]

@@ -1,10 +1,12 @@
 """How a job reads on the dashboard: pure formatting, no I/O, no clock (callers pass ``now``).
 
 ``server/static/format.js`` is the same code in JavaScript for live updates, and the two must
-agree character for character (``tests/e2e/test_format_parity.py`` runs both on the same
-inputs). That is why rounding goes through ``Decimal`` with ``ROUND_HALF_UP`` on the exact
-binary value: it is what ECMAScript's ``toFixed``/``toExponential`` specify, where Python's
-own ``format`` rounds half to even and would disagree on values such as a bf16 loss of 0.3125.
+agree character for character: ``tests/fixtures/formatting.json`` is one table of cases that
+``tests/unit/test_formatting_fixture.py`` runs here and ``tests/e2e/test_formatting_fixture.py``
+runs through format.js in a real browser. That is why rounding goes through ``Decimal`` with
+``ROUND_HALF_UP`` on the exact binary value: it is what ECMAScript's ``toFixed`` and
+``toExponential`` specify, where Python's own ``format`` rounds half to even and would disagree
+on values such as a bf16 loss of 0.3125.
 
 The input is a job as the API serialises it (camelCase dict), so both sides start from the
 same data.
@@ -104,12 +106,22 @@ def format_int(value: int) -> str:
     return f"{value:,}"
 
 
+def _as_double(value: int | float) -> float:
+    """The number a browser holds after ``JSON.parse``: steps go up to 2**63 - 1, past what a
+    double stores exactly, and first paint must show what live updates will show."""
+    try:
+        return float(value)
+    except OverflowError:  # an integer literal beyond 1.8e308 parses to ±Infinity in JS
+        return math.copysign(math.inf, value)
+
+
 def _as_int(value: object) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    if isinstance(value, float) and not math.isfinite(value):
+    number = _as_double(value)
+    if not math.isfinite(number):
         return None
-    return int(value)
+    return int(number)
 
 
 def format_steps(current: object, total: object) -> str:
@@ -127,7 +139,7 @@ def number_value(value: object) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return float(value)
+        return _as_double(value)
     if isinstance(value, str):
         return {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}.get(value)
     return None

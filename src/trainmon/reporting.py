@@ -4,16 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from trainmon.models import Job, JobStatus, check_transition
+from trainmon.models import Job, JobStatus, Point, check_transition
 
 LOSS = "loss"
-
-
-@dataclass(frozen=True, slots=True)
-class Point:
-    step: int | None
-    time: float
-    values: dict[str, float]  # "loss" and every other named scalar
 
 
 @dataclass(frozen=True, slots=True)

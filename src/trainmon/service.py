@@ -1,5 +1,6 @@
 """The one write path: validation and state transitions over the store. Every change commits
-first, then is handed to ``on_change`` (the event bus), so viewers never see half a change."""
+first, then is handed to every subscriber (the event bus), so viewers never see half a
+change."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from pathlib import Path
 from sqlalchemy import Connection
 
 from trainmon.errors import BadRequest, Conflict, NotFound, ValidationFailed
-from trainmon.models import ACTIVE, Command, Job, JobStatus, is_job_id, is_stale
+from trainmon.models import ACTIVE, Command, Job, JobStatus, StoredPoint, is_job_id, is_stale
 from trainmon.reporting import (
     DEFAULT_MAX_METRIC_KEYS,
     ProgressReport,
@@ -28,12 +29,22 @@ from trainmon.reporting import (
     transition,
 )
 from trainmon.runner.logfile import log_path
-from trainmon.store import Store, StoredPoint
+from trainmon.store import Store
 from trainmon.store.store import encode_chunk
 
 Clock = Callable[[], float]
-ChangeHook = Callable[[Job], None]
-DeleteHook = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Deleted:
+    """A job and all it had are gone (deleted or pruned)."""
+
+    job_id: str
+
+
+# What subscribers hear, after the commit: a job as it now is, or that it is gone.
+Change = Job | Deleted
+Subscriber = Callable[[Change], None]
 
 PRUNE_BATCH = 100  # jobs deleted per transaction: ingest never waits long for the write lock
 
@@ -54,7 +65,9 @@ def remove_log(data_dir: Path, job_id: str) -> None:
             leftover.unlink()
 
 
-RECENT_SECONDS = 3600.0  # finished jobs stay on the dashboard this long
+# Finished jobs stay on the dashboard this long; the page is told (index.html, <main>) and
+# live.js drops cards by it, so this is the one definition.
+RECENT_SECONDS = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +121,6 @@ class JobService:
         store: Store,
         *,
         clock: Clock = time.time,
-        on_change: ChangeHook | None = None,
         heartbeat_interval: float = 10.0,
         lost_contact_timeout: float = 60.0,
         max_metric_keys: int = DEFAULT_MAX_METRIC_KEYS,
@@ -116,13 +128,21 @@ class JobService:
         self.store = store
         self.max_metric_keys = max_metric_keys
         self.clock = clock
-        self.on_change = on_change
+        self._subscribers: list[Subscriber] = []
         self.heartbeat_interval = heartbeat_interval
         self.lost_contact_timeout = lost_contact_timeout
 
-    def _publish(self, job: Job) -> None:
-        if self.on_change is not None:
-            self.on_change(job)
+    def subscribe(self, subscriber: Subscriber) -> None:
+        """Hear every committed change, in commit order, on the committing thread."""
+        self._subscribers.append(subscriber)
+
+    def _publish(self, change: Change) -> None:
+        for subscriber in self._subscribers:
+            subscriber(change)
+
+    def announce(self, job: Job) -> None:
+        """Tell subscribers about a job whose look changed with no write (it turned stale)."""
+        self._publish(job)
 
     # -- reads --------------------------------------------------------------------------
 
@@ -335,9 +355,8 @@ class JobService:
 
     # -- deleting and retention ---------------------------------------------------------
 
-    # Set by the app: where runner logs live, and how viewers hear that a job is gone.
+    # Set by the app: where runner logs live.
     data_dir: Path | None = None
-    on_delete: DeleteHook | None = None
 
     def delete(self, job_id: str) -> None:
         """Remove a finished job with its points, batches and log; ``Conflict`` if active."""
@@ -390,5 +409,4 @@ class JobService:
         for job_id in job_ids:
             if self.data_dir is not None:
                 remove_log(self.data_dir, job_id)
-            if self.on_delete is not None:
-                self.on_delete(job_id)
+            self._publish(Deleted(job_id))

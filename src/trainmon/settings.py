@@ -218,6 +218,14 @@ def build_settings(
         else (data_dir())
     )
     token, token_source = resolve_token(env, directory)
+    db_url = db or env.get("TRAINMON_DATABASE_URL", "")
+    if db_url:
+        from trainmon.store.engine import DatabaseUrlError, parse_database_url
+
+        try:
+            parse_database_url(db_url)
+        except DatabaseUrlError as exc:
+            raise SettingsError(str(exc)) from None
     env_hosts = tuple(h for h in env.get("TRAINMON_ALLOWED_HOSTS", "").split(",") if h.strip())
     return Settings(
         token=token,
@@ -225,7 +233,7 @@ def build_settings(
         host=host or env.get("TRAINMON_HOST") or "127.0.0.1",
         port=port if port is not None else int(env.get("TRAINMON_PORT") or DEFAULT_PORT),
         data_dir=directory,
-        db_url=db or env.get("TRAINMON_DATABASE_URL", ""),
+        db_url=db_url,
         allowed_hosts=tuple(h.strip() for h in (*allowed_hosts, *env_hosts)),
         heartbeat_interval=heartbeat_interval
         if heartbeat_interval is not None

@@ -20,10 +20,10 @@ from sqlalchemy import Connection, func, select, text
 from live import TOKEN, LiveServer, make_settings
 from runner_helpers import wait_for
 from trainmon.cli import main
-from trainmon.models import JobStatus
-from trainmon.reporting import Point, ProgressReport
+from trainmon.models import JobStatus, Point
+from trainmon.reporting import ProgressReport
 from trainmon.server.app import create_app
-from trainmon.service import JobCreate, JobService, format_duration
+from trainmon.service import Deleted, JobCreate, JobService, format_duration
 from trainmon.settings import SettingsError, build_settings, parse_duration
 from trainmon.store import Store
 from trainmon.store.tables import batches, jobs, point_chunks
@@ -208,7 +208,9 @@ def test_prune_deletes_jobs_past_the_retention_in_small_transactions(
     service = JobService(store, clock=clock)
     service.data_dir = tmp_path
     gone: list[str] = []
-    service.on_delete = gone.append
+    service.subscribe(
+        lambda change: gone.append(change.job_id) if isinstance(change, Deleted) else None
+    )
     old = [finished_job(service, f"old-{i}") for i in range(25)]
     logs = write_log(tmp_path, old[0])
     clock.now += 8 * DAY

@@ -18,7 +18,8 @@ from fastapi.testclient import TestClient
 
 from live import TOKEN, LiveServer, make_settings
 from trainmon.errors import ValidationFailed
-from trainmon.reporting import Point, ProgressReport, batch_metric_keys, metric_keys_after
+from trainmon.models import Point
+from trainmon.reporting import ProgressReport, batch_metric_keys, metric_keys_after
 from trainmon.server.app import create_app
 from trainmon.service import JobCreate, JobService
 from trainmon.settings import SettingsError, build_settings

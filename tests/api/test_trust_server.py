@@ -188,11 +188,22 @@ def test_the_banner_names_the_token_source_and_signs_in_once(tmp_path: Path) -> 
         assert "write token: $TRAINMON_TOKEN" in serve.output()
 
 
-@pytest.mark.parametrize("token", ["short", "fifteen-chars-x"])
-def test_a_short_trainmon_token_is_refused_with_one_line(tmp_path: Path, token: str) -> None:
+@pytest.mark.parametrize(
+    ("token", "args", "said"),
+    [
+        ("short", (), "at least 16"),
+        ("fifteen-chars-x", (), "at least 16"),
+        (TOKEN, ("--db", "nonsense"), "not a database URL"),
+        (TOKEN, ("--db", "mysql://db/x"), "unsupported database 'mysql'"),
+    ],
+    ids=["short-token", "15-char-token", "not-a-url", "other-database"],
+)
+def test_unusable_settings_are_refused_with_one_line(
+    tmp_path: Path, token: str, args: tuple[str, ...], said: str
+) -> None:
     env = {**os.environ, "TRAINMON_DATA_DIR": str(tmp_path), "TRAINMON_TOKEN": token}
     result = subprocess.run(
-        [sys.executable, "-m", "trainmon.cli", "serve", "--port", "0"],
+        [sys.executable, "-m", "trainmon.cli", "serve", "--port", "0", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -201,7 +212,7 @@ def test_a_short_trainmon_token_is_refused_with_one_line(tmp_path: Path, token: 
     )
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "at least 16" in lines[0], result.stderr
+    assert len(lines) == 1 and said in lines[0], result.stderr
     assert "Traceback" not in result.stderr
 
 

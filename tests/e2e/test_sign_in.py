@@ -42,10 +42,13 @@ def test_cancel_without_signing_in_says_how(
     expect(page).to_have_url(server.url + "/")
     page.get_by_role("button", name="Cancel unsigned-run", exact=True).click()
     confirm = page.get_by_role("dialog", name="Cancel this training?")
-    confirm.get_by_role("button", name="Cancel job", exact=True).click()
-    expect(page.locator(f'article[data-job-id="{job_id}"]')).to_have_attribute(
-        "data-status", "running"
-    )
+    # Wait for the answer: the card looks the same ("running") before and after the request.
+    with page.expect_response("**/cancel") as response:
+        confirm.get_by_role("button", name="Cancel job", exact=True).click()
+    assert response.value.ok
+    card = page.locator(f'article[data-job-id="{job_id}"]')
+    expect(card.get_by_role("button", name="Cancelling unsigned-run")).to_be_disabled()
+    expect(card).to_have_attribute("data-status", "running")
     assert api.get(job_id)["cancelRequested"] is True
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from live import LiveServer
 from sdk_helpers import Child, FakeClock, FakeServer, client_env, history_steps, job, stop_server
-from trainmon.sdk.flusher import Flusher
+from trainmon.sdk.flusher import FlushConfig, Flusher
 from trainmon.sdk.journal import Journal
 from trainmon.sdk.values import Point
 
@@ -24,7 +24,12 @@ JOB = "d15cf0110000"
 class Harness:
     """A flusher whose journal lives at ``journal_path``, against an in-memory server."""
 
-    def __init__(self, journal_path: Path, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        journal_path: Path,
+        journal_factory: Callable[[Path], Journal] = Journal,
+        **kwargs: Any,
+    ) -> None:
         self.server = FakeServer()
         self.clock = FakeClock()
         self.buffer: list[Point] = []
@@ -40,7 +45,9 @@ class Harness:
             clock=self.clock,
             sleep=self.clock.advance,
             warn=self.warnings.append,
-            **{"memory_limit": 1, "max_batch_points": 100, **kwargs},  # every batch spills
+            journal_factory=journal_factory,
+            # every batch spills
+            config=FlushConfig(**{"memory_limit": 1, "max_batch_points": 100, **kwargs}),
         )
 
     def log(self, start: int, stop: int) -> None:
@@ -153,7 +160,7 @@ SCRIPT = """
 import sys, trainmon
 from trainmon.sdk import flusher
 # Force every batch past memory, so each one needs the (unwritable) journal.
-flusher.Flusher.__init__.__kwdefaults__["memory_limit"] = 1
+flusher.FlushConfig.__init__.__kwdefaults__["memory_limit"] = 1
 n = int(sys.argv[1])
 run = trainmon.init("disk-full", total_steps=n)
 print("JOB", run.id, flush=True)

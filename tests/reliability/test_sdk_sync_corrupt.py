@@ -14,7 +14,7 @@ import pytest
 
 from live import LiveServer
 from sdk_helpers import FakeClock, FakeServer, client_env, history_steps, stop_server
-from trainmon.sdk.flusher import Flusher
+from trainmon.sdk.flusher import FlushConfig, Flusher
 from trainmon.sdk.journal import QUARANTINE, decode_line, leftover_journals
 from trainmon.sdk.values import Point
 
@@ -48,8 +48,7 @@ def write_journal(folder: Path) -> Path:
         clock=clock,
         sleep=clock.advance,
         warn=lambda message: None,
-        memory_limit=1,
-        max_batch_points=PER_BATCH,
+        config=FlushConfig(memory_limit=1, max_batch_points=PER_BATCH),
     )
     for step in range(BATCHES * PER_BATCH):
         buffer.append((step, 1.0 + step, 0.5, {"acc": float(step)}))

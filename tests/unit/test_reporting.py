@@ -5,8 +5,8 @@ import math
 import pytest
 
 from trainmon.errors import Conflict
-from trainmon.models import Job, JobStatus
-from trainmon.reporting import Point, ProgressReport, apply_report, cancel_reason, transition
+from trainmon.models import Job, JobStatus, Point
+from trainmon.reporting import ProgressReport, apply_report, cancel_reason, transition
 
 NOW = 1_000.0
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from runner_helpers import EXAMPLES, PY
-from trainmon.runner.commands import DEMO_JOBS, demo_body, examples_dir
+from trainmon.cli.demo import DEMO_JOBS, demo_body, examples_dir
 from trainmon.runner.tqdm_parse import ProgressTracker
 
 # Runs an example with tqdm unimportable, as on a machine that has numpy only.

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from trainmon.cli.run import Chunk, exit_code_of, follow_log
 from trainmon.client import ApiClient
-from trainmon.runner.commands import Chunk, exit_code_of, follow_log
 from trainmon.runner.logfile import LogWriter, log_path
 from trainmon.server.app import create_app
 from trainmon.server.routes import logs

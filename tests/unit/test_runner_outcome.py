@@ -10,7 +10,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from trainmon.runner.commands import (
+from trainmon.cli.run import (
     default_name,
     exit_code_of,
     parse_env_pairs,

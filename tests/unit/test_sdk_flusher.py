@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from sdk_helpers import FakeClock, FakeServer
-from trainmon.sdk.flusher import Flusher
+from trainmon.sdk.flusher import FlushConfig, Flusher
 from trainmon.sdk.journal import leftover_journals, sync_pending
 from trainmon.sdk.values import Point
 
@@ -38,7 +38,7 @@ class Harness:
             clock=self.clock,
             sleep=self.clock.advance,
             warn=self.warnings.append,
-            **kwargs,
+            config=FlushConfig(**kwargs),
         )
 
     def _cancelled(self) -> None:

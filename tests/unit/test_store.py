@@ -6,8 +6,8 @@ import pytest
 from sqlalchemy import text
 
 from trainmon.errors import BadRequest, Conflict, NotFound
-from trainmon.models import ACTIVE, Command, JobStatus
-from trainmon.reporting import Point, ProgressReport
+from trainmon.models import ACTIVE, Command, JobStatus, Point
+from trainmon.reporting import ProgressReport
 from trainmon.service import JobCreate, JobService, decode_cursor, encode_cursor
 from trainmon.store import Store
 from trainmon.store.migrations import MIGRATIONS, upgrade
@@ -163,7 +163,7 @@ def test_changes_are_published_after_commit(store: Store) -> None:
         assert isinstance(job, Job)
         seen.append((job.id, service.get_job(job.id).status.value))
 
-    service.on_change = on_change
+    service.subscribe(on_change)
     job, _ = service.create_job(JobCreate(name="e"))
     service.cancel(job.id)
     assert seen == [(job.id, "pending"), (job.id, "cancelled")]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from trainmon.runner.logfile import display_line
 from trainmon.runner.tqdm_parse import parse_bar
+from trainmon.wire import end_fields
 
 ERROR_LINES = 20
 ERROR_CHARS = 4000
@@ -21,12 +22,13 @@ class Outcome:
     end_reason: str
 
     def to_json(self) -> dict[str, object]:
-        return {
-            "status": self.status,
-            "exitCode": self.exit_code,
-            "error": self.error,
-            "endReason": self.end_reason,
-        }
+        return end_fields(
+            self.status,
+            error=self.error,
+            exit_code=self.exit_code,
+            end_reason=self.end_reason,
+            with_nulls=True,
+        )
 
 
 def signal_name(number: int) -> str:

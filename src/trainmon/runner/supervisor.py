@@ -33,7 +33,7 @@ from typing import IO, Any
 
 import httpx
 
-from trainmon.models import float_to_json
+from trainmon import wire
 from trainmon.runner import proc
 from trainmon.runner.logfile import DEFAULT_CAP, LogWriter, log_path
 from trainmon.runner.outcome import Outcome, decide, error_tail, launch_error_text
@@ -44,6 +44,8 @@ HEARTBEAT_SECONDS = 0.5
 LEFTOVER_GRACE = 2.0  # for processes a job left behind when it ended on its own
 STDERR_KEEP = 32 * 1024
 REPORT_DEADLINE = 7 * 24 * 3600.0  # keep the final report this long while the server is down
+FINAL_BACKOFF_MAX = 5.0  # the longest wait between attempts at the final report
+JSON = {"Content-Type": "application/json"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,14 +87,9 @@ def child_env(base: dict[str, str], spec: Spec, url: str, job_id: str) -> dict[s
 
 
 def progress_fields(progress: Progress) -> dict[str, object]:
-    body: dict[str, object] = {"source": "output"}
-    if progress.current_step is not None:
-        body["currentStep"] = progress.current_step
-    if progress.total_steps is not None:
-        body["totalSteps"] = progress.total_steps
-    if progress.loss is not None:
-        body["loss"] = float_to_json(progress.loss)
-    return body
+    return wire.progress_fields(
+        current_step=progress.current_step, total_steps=progress.total_steps, loss=progress.loss
+    )
 
 
 class Reporter:
@@ -111,10 +108,10 @@ class Reporter:
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._client = client or httpx.Client(base_url=url, headers=headers, timeout=5.0)
-        self._path = f"/api/training/jobs/{job_id}/progress"
+        self._path = wire.progress_path(job_id)
         self._interval = interval
         self._note = note
-        self._seq = 0
+        self._seq = wire.SeqCounter()
         self._lock = threading.Lock()
         self._progress: Progress | None = None
         self._progress_dirty = False
@@ -133,14 +130,13 @@ class Reporter:
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
         self._thread.start()
 
-    def _next_seq(self) -> int:
-        with self._lock:
-            self._seq += 1
-            return self._seq
+    def _body(self, fields: dict[str, object]) -> bytes:
+        seq = self._seq.next()
+        return wire.encode_batch(reporter=REPORTER, seq=seq, source="output", fields=fields)
 
-    def _post(self, body: dict[str, object]) -> tuple[int, dict[str, Any]] | None:
+    def _post(self, body: bytes) -> httpx.Response | None:
         try:
-            answer = self._client.post(self._path, json=body)
+            answer = self._client.post(self._path, content=body, headers=JSON)
         except httpx.HTTPError as exc:
             if not self._was_down:
                 self._note(f"server unreachable ({type(exc).__name__}); will retry")
@@ -149,34 +145,29 @@ class Reporter:
         if self._was_down:
             self._note("server reachable again")
             self._was_down = False
-        try:
-            data = answer.json()
-        except ValueError:
-            data = {}
-        return answer.status_code, data if isinstance(data, dict) else {}
+        return answer
 
     def heartbeat(self) -> None:
         """One batch: no points, parsed progress if it changed, and read the cancel flag."""
         with self._lock:
             progress, dirty = self._progress, self._progress_dirty
             self._progress_dirty = False
-        body: dict[str, object] = {"reporter": REPORTER, "seq": self._next_seq(), "points": []}
-        body.update(progress_fields(progress) if dirty and progress else {"source": "output"})
-        result = self._post(body)
-        if result is None or result[0] >= 500:
+        answer = self._post(self._body(progress_fields(progress) if dirty and progress else {}))
+        if answer is None or answer.status_code >= 500:
             if dirty:
                 with self._lock:
                     self._progress_dirty = True
             return
-        status, data = result
+        status, reply = answer.status_code, wire.parse_answer(answer.content)
         if status == 404:
             self.server_ended = "the job no longer exists on the server"
             return
-        if data.get("cancelRequested"):
+        if reply is None:
+            return
+        if reply.cancel_requested:
             self.cancel_requested.set()
-        job_status = data.get("status")
-        if status == 200 and job_status in ("completed", "failed", "cancelled"):
-            self.server_ended = f"the server marked the job {job_status}"
+        if status == 200 and reply.ended:
+            self.server_ended = f"the server marked the job {reply.status}"
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -195,25 +186,24 @@ class Reporter:
     def final(self, outcome: Outcome, deadline: float = REPORT_DEADLINE) -> bool:
         """Send the end until acknowledged (or refused for good); ``False`` if given up."""
         self.stop()
-        body: dict[str, object] = {"reporter": REPORTER, "seq": self._next_seq(), "points": []}
         with self._lock:
-            if self._progress is not None:
-                body.update(progress_fields(self._progress))
-        body.update(outcome.to_json())
-        body["source"] = "output"
+            progress = self._progress
+        fields = progress_fields(progress) if progress is not None else {}
+        body = self._body({**fields, **outcome.to_json()})
         give_up = time.monotonic() + deadline
-        delay = 0.2
+        failures = 0
         while time.monotonic() < give_up:
-            result = self._post(body)
-            if result is not None:
-                status, _data = result
+            answer = self._post(body)
+            if answer is not None:
+                status = answer.status_code
                 if status < 300:
                     return True
                 if status < 500 and status not in (408, 429):
-                    self._note(f"the server refused the final report ({status}): {_data}")
+                    self._note(f"the server refused the final report ({status}): {answer.text}")
                     return False
-            time.sleep(delay)  # nobody waits on us: backing off is all this loop does
-            delay = min(delay * 2, 5.0)
+            failures += 1
+            # Nobody waits on us: backing off is all this loop does.
+            time.sleep(wire.backoff(failures, FINAL_BACKOFF_MAX))
         return False
 
     def close(self) -> None:

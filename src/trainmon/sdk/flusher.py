@@ -21,12 +21,24 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from trainmon.sdk.journal import Entry, Journal, append_private, encode_line, make_private_dir
 from trainmon.sdk.transport import Response, Transport, TransportError
-from trainmon.sdk.values import Point, dumps, encode_points
+from trainmon.sdk.values import Point, dumps
+from trainmon.wire import (
+    CREATE_PATH,
+    Kind,
+    SeqCounter,
+    backoff,
+    encode_batch,
+    end_fields,
+    kind_of,
+    parse_answer,
+    progress_path,
+)
 
 Clock = Callable[[], float]
 
@@ -38,6 +50,19 @@ def _stderr(message: str) -> None:
 
 def _os_error(exc: OSError) -> str:
     return f"{type(exc).__name__}: {exc.strerror or exc}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlushConfig:
+    """The flusher's tunables; the defaults are what a training gets."""
+
+    flush_interval: float = 0.5  # seconds between batches
+    heartbeat_interval: float = 10.0  # an empty batch after this long without any contact
+    max_batch_points: int = 10_000
+    memory_limit: int = 4 << 20  # bytes queued in memory before the journal takes the rest
+    high_water: int = 100_000  # buffered points at which log() is made to wait
+    backoff_max: float = 3.0  # the longest wait between attempts while the server is away
+    fallback_limit: int = 256 << 20  # bytes kept in memory when the journal cannot be written
 
 
 class Flusher:
@@ -54,6 +79,7 @@ class Flusher:
         reporter: str,
         url: str,
         journal_path: Path,
+        config: FlushConfig | None = None,
         create_body: dict[str, Any] | None = None,
         total_steps: int | None = None,
         on_cancel: Callable[[], None] = lambda: None,
@@ -61,13 +87,6 @@ class Flusher:
         clock: Clock = time.monotonic,
         sleep: Callable[[float], object] = time.sleep,
         warn: Callable[[str], None] = _stderr,
-        flush_interval: float = 0.5,
-        heartbeat_interval: float = 10.0,
-        max_batch_points: int = 10_000,
-        memory_limit: int = 4 << 20,
-        high_water: int = 100_000,
-        backoff_max: float = 3.0,
-        fallback_limit: int = 256 << 20,
         journal_factory: Callable[[Path], Journal] = Journal,
     ) -> None:
         self._buffer = buffer
@@ -78,19 +97,17 @@ class Flusher:
         self._journal_path = journal_path
         self._on_cancel = on_cancel
         self._on_pressure = on_pressure
-        self._high_water = high_water
-        self._low_water = high_water // 4
+        self.config = config = config or FlushConfig()
+        self._high_water = config.high_water
+        self._low_water = config.high_water // 4
         self._clock = clock
         self._sleep = sleep  # used only when closing without the thread (tests)
         self._warn = warn
-        self.flush_interval = flush_interval
-        self.heartbeat_interval = heartbeat_interval
-        self._max_batch = max_batch_points
-        self._memory_limit = memory_limit
-        self._backoff_max = backoff_max
-        self._fallback_limit = fallback_limit
+        self._max_batch = config.max_batch_points
+        self._memory_limit = config.memory_limit
+        self._fallback_limit = config.fallback_limit
         self._journal_factory = journal_factory
-        self._progress_path = f"/api/training/jobs/{job_id}/progress"
+        self._progress_path = progress_path(job_id)
 
         self._lock = threading.Lock()
         self._mem: deque[Entry] = deque()
@@ -103,7 +120,7 @@ class Flusher:
         self._in_flight: Entry | None = None  # never dropped while being sent
         self.dropped_points = 0  # oldest points dropped: no disk and memory at its cap
         self.lost_points = 0  # points neither delivered nor saved when the run ended
-        self._seq = 0
+        self._seq = SeqCounter()
         self._last_step = -1
         self._failures = 0
         self._next_attempt = 0.0
@@ -122,7 +139,7 @@ class Flusher:
         self._thread: threading.Thread | None = None
 
         if create_body is not None:
-            self._enqueue(Entry("/api/training/jobs", dumps(create_body), 0))
+            self._enqueue(Entry(CREATE_PATH, dumps(create_body), 0, Kind.CREATE))
         first: dict[str, Any] = {"status": "running"}
         if total_steps is not None:
             first["totalSteps"] = total_steps
@@ -199,14 +216,14 @@ class Flusher:
                 # The loop logs faster than points can be encoded: make log() wait for us
                 # rather than let the buffer eat memory (only tight synthetic loops get here).
                 self._on_pressure(True)
-            if backlog >= self._max_batch or now - self._last_pack >= self.flush_interval:
+            if backlog >= self._max_batch or now - self._last_pack >= self.config.flush_interval:
                 self._pack(None)
             quiet = not self._queued()
             heartbeat = (
                 quiet
                 and self._halted is None
                 and now >= self._next_attempt
-                and now - self._last_contact >= self.heartbeat_interval
+                and now - self._last_contact >= self.config.heartbeat_interval
             )
             if heartbeat:
                 # An empty batch says "alive" and fetches cancel requests; never journaled.
@@ -226,9 +243,7 @@ class Flusher:
     ) -> None:
         """The final batch (all remaining points, then the status), delivered until ``deadline``."""
         with self._lock:
-            final: dict[str, Any] = {} if status is None else {"status": status}
-            if error is not None:
-                final["error"] = error
+            final = end_fields(status, error=error)
             final.update(extra or {})
             self._pack(final)
         while True:  # at least one attempt, however short the deadline
@@ -247,7 +262,7 @@ class Flusher:
             self._abandoned = True
             if self._halted is None and not self._queued() and self._journal is None:
                 return 0
-            undelivered = [e for e in (*self._mem, *self._overflow) if not _is_heartbeat(e)]
+            undelivered = [e for e in (*self._mem, *self._overflow) if e.kind is not Kind.HEARTBEAT]
             self._mem.clear()
             self._overflow.clear()
             self._mem_bytes = self._overflow_bytes = 0
@@ -268,12 +283,13 @@ class Flusher:
 
     # -- internals -----------------------------------------------------------------------
 
-    def _batch(self, points: list[Point], extra: dict[str, Any]) -> Entry:
-        self._seq += 1
-        head = {"reporter": self.reporter, "seq": self._seq, "source": "sdk", **extra}
-        # The points are spliced in as text (see encode_points); the rest is ordinary JSON.
-        body = dumps(head)[:-1] + b',"points":' + encode_points(points).encode() + b"}"
-        return Entry(self._progress_path, body, len(points))
+    def _batch(self, points: list[Point], extra: dict[str, object]) -> Entry:
+        seq = self._seq.next()
+        body = encode_batch(
+            reporter=self.reporter, seq=seq, source="sdk", points=points, fields=extra
+        )
+        kind = kind_of(self._progress_path, extra, len(points))
+        return Entry(self._progress_path, body, len(points), kind)
 
     def _pack(self, final: dict[str, Any] | None) -> None:
         """Move every buffered point into batches; ``final`` rides on the last one."""
@@ -368,7 +384,7 @@ class Flusher:
 
     def _droppable(self, entry: Entry) -> bool:
         # Never the job's creation, a status change (the final one) or the request on the wire.
-        return entry.points > 0 and entry is not self._in_flight and not _carries_status(entry)
+        return entry.kind is Kind.POINTS and entry is not self._in_flight
 
     def _queued(self) -> bool:
         return bool(self._mem or self._overflow or self._journal_pending())
@@ -426,9 +442,8 @@ class Flusher:
             if answer is None or answer.status >= 500 or answer.status == 429:
                 reason = failure or f"HTTP {answer.status if answer else '?'}"
                 self._failures += 1
-                delay = min(self._backoff_max, 0.1 * 2 ** min(self._failures, 10))
-                self._next_attempt = now + delay
-                if _is_heartbeat(entry):
+                self._next_attempt = now + backoff(self._failures, self.config.backoff_max)
+                if entry.kind is Kind.HEARTBEAT:
                     self._pop(entry)  # a missed heartbeat is not worth a retry
                 self._warn_once(
                     "unreachable",
@@ -449,9 +464,7 @@ class Flusher:
 
     def _refused(self, entry: Entry, answer: Response) -> None:
         detail = _error_message(answer.body)
-        if answer.status in (401, 403) or (
-            answer.status == 404 and entry.path != "/api/training/jobs"
-        ):
+        if answer.status in (401, 403) or (answer.status == 404 and entry.kind is not Kind.CREATE):
             what = "rejected the token" if answer.status != 404 else f"has no job {self.job_id}"
             self._halted = f"HTTP {answer.status}"
             self._warn_once(
@@ -465,7 +478,7 @@ class Flusher:
             self._mem.clear()
             self._mem_bytes = 0
             for queued in pending:
-                if not _is_heartbeat(queued):
+                if queued.kind is not Kind.HEARTBEAT:
                     self._enqueue(queued)
             return
         # Any other 4xx will not change on retry: set the request aside, keep going.
@@ -483,13 +496,8 @@ class Flusher:
         )
 
     def _read_reply(self, body: bytes) -> None:
-        try:
-            reply = json.loads(body)
-        except ValueError:
-            return
-        if isinstance(reply, dict) and (
-            reply.get("cancelRequested") is True or reply.get("status") == "cancelled"
-        ):
+        reply = parse_answer(body)
+        if reply is not None and (reply.cancel_requested or reply.status == "cancelled"):
             self._on_cancel()
 
     def _warn_once(self, key: str, message: str) -> None:
@@ -500,16 +508,6 @@ class Flusher:
     @property
     def halted(self) -> str | None:
         return self._halted
-
-
-def _is_heartbeat(entry: Entry) -> bool:
-    return entry.points == 0 and b'"status"' not in entry.body and b'"points":[]' in entry.body
-
-
-def _carries_status(entry: Entry) -> bool:
-    # The head (reporter, seq, status...) is encoded before the points: look only there.
-    cut = entry.body.find(b'"points":')
-    return b'"status"' in (entry.body if cut < 0 else entry.body[:cut])
 
 
 def _error_message(body: bytes) -> str:

@@ -24,6 +24,7 @@ from typing import IO
 
 from trainmon import local
 from trainmon.sdk.transport import HttpTransport, Transport, TransportError
+from trainmon.wire import Kind, kind_of
 
 try:
     import fcntl
@@ -46,6 +47,8 @@ class Entry:
     path: str
     body: bytes
     points: int
+    # Set by whoever builds the entry (the flusher) or reads it back (``decode_line``).
+    kind: Kind = Kind.POINTS
 
 
 def journal_dir(directory: Path | None = None) -> Path:
@@ -109,7 +112,9 @@ def decode_line(line: bytes, *, need_newline: bool = True) -> Entry | None:
     if not isinstance(decoded, dict):
         return None
     points = decoded.get("points")
-    return Entry(text_path, body, len(points) if isinstance(points, list) else 0)
+    count = len(points) if isinstance(points, list) else 0
+    # Lines carry no kind (older releases wrote them too): it follows from the parsed body.
+    return Entry(text_path, body, count, kind_of(text_path, decoded, count))
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ from typing import Any
 
 from trainmon import local
 from trainmon.sdk.errors import JobCancelled
-from trainmon.sdk.flusher import Flusher
+from trainmon.sdk.flusher import FlushConfig, Flusher
 from trainmon.sdk.transport import HttpTransport, Response, Transport, TransportError
 from trainmon.sdk.values import Point, coerce_scalar, coerce_scalars, coerce_step
 
@@ -169,8 +169,9 @@ class Run:
             total_steps=total_steps,
             on_cancel=self._cancel_seen,
             on_pressure=self._pressure,
-            flush_interval=flush_interval,
-            heartbeat_interval=heartbeat_interval,
+            config=FlushConfig(
+                flush_interval=flush_interval, heartbeat_interval=heartbeat_interval
+            ),
         )
 
     def _start(self) -> None:

@@ -8,7 +8,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import cache
 from pathlib import Path
@@ -23,14 +23,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.types import Scope
 
-from trainmon.models import Job
+from trainmon.server.bus import EventBus
 from trainmon.server.errors import install_error_handlers
-from trainmon.server.events import EventBus
 from trainmon.server.middleware import GuardMiddleware
 from trainmon.server.routes import auth, docs, events, health, jobs, logs, pages
-from trainmon.server.schemas import ProgressIn, render_job
+from trainmon.server.schemas import ProgressIn, Renderer
 from trainmon.server.sessions import FailureLimiter, SessionBook, SignInLinks
-from trainmon.service import JobService
+from trainmon.service import Change, Deleted, JobService, Subscriber
 from trainmon.settings import Settings
 from trainmon.store import Store
 
@@ -74,9 +73,14 @@ def make_templates() -> Jinja2Templates:
     return Jinja2Templates(env=env)
 
 
-def _publisher(bus: EventBus, service: JobService) -> Callable[[Job], None]:
-    def publish(job: Job) -> None:
-        bus.publish(render_job(service, job))
+def _publisher(bus: EventBus, render: Renderer) -> Subscriber:
+    """Committed changes to the bus, as the JSON every reader gets."""
+
+    def publish(change: Change) -> None:
+        if isinstance(change, Deleted):
+            bus.publish({"id": change.job_id, "deleted": True})
+        else:
+            bus.publish(render(change))
 
     return publish
 
@@ -98,8 +102,8 @@ async def _watch_liveness(
             now = service.clock()
             flagged = {job.id for job in running if service.is_stale(job, now)}
             for job in running:
-                if (job.id in flagged) != (job.id in stale) and service.on_change:
-                    service.on_change(job)
+                if (job.id in flagged) != (job.id in stale):
+                    service.announce(job)
             stale = flagged
         except Exception:
             log.exception("liveness check failed; retrying in %g s", period)
@@ -161,10 +165,11 @@ def create_app(settings: Settings, *, start_executor: bool | None = None) -> Fas
             lost_contact_timeout=settings.lost_contact_timeout,
             max_metric_keys=settings.max_metric_keys,
         )
-        service.on_change = _publisher(bus, service)
+        render = Renderer(settings.heartbeat_interval, service.clock)
+        service.subscribe(_publisher(bus, render))
         service.data_dir = settings.data_dir
-        service.on_delete = lambda job_id: bus.publish({"id": job_id, "deleted": True})
         app.state.store, app.state.bus, app.state.service = store, bus, service
+        app.state.render = render
         app.state.sessions = SessionBook(store, settings)
         executor = None
         if run_executor:

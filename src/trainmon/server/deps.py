@@ -8,7 +8,8 @@ from fastapi import Depends, Request
 from fastapi.templating import Jinja2Templates
 
 from trainmon.server.auth import Authority, check_read, check_write
-from trainmon.server.events import EventBus
+from trainmon.server.bus import EventBus
+from trainmon.server.schemas import Renderer
 from trainmon.service import JobService
 from trainmon.settings import Settings
 
@@ -26,6 +27,11 @@ def get_service(request: Request) -> JobService:
 def get_bus(request: Request) -> EventBus:
     bus: EventBus = request.app.state.bus
     return bus
+
+
+def get_renderer(request: Request) -> Renderer:
+    renderer: Renderer = request.app.state.render
+    return renderer
 
 
 def get_templates(request: Request) -> Jinja2Templates:
@@ -46,6 +52,7 @@ def require_write(
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ServiceDep = Annotated[JobService, Depends(get_service)]
 BusDep = Annotated[EventBus, Depends(get_bus)]
+RenderDep = Annotated[Renderer, Depends(get_renderer)]
 TemplatesDep = Annotated[Jinja2Templates, Depends(get_templates)]
 ReadAccess = Depends(require_read)
 WriteAccess = Depends(require_write)

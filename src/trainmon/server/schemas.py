@@ -6,6 +6,9 @@ from __future__ import annotations
 import logging
 import math
 import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -21,9 +24,17 @@ from pydantic.alias_generators import to_camel
 from typing_extensions import TypedDict
 
 from trainmon.jsonlimits import MAX_CONFIG_DEPTH, MAX_JSON_BYTES, json_problem
-from trainmon.models import JOB_ID_PATTERN, Command, Job, JobStatus, float_to_json
-from trainmon.reporting import LOSS, Point, ProgressReport
-from trainmon.service import JobCreate, JobService
+from trainmon.models import (
+    JOB_ID_PATTERN,
+    Command,
+    Job,
+    JobStatus,
+    Point,
+    float_to_json,
+    is_stale,
+)
+from trainmon.reporting import LOSS, ProgressReport
+from trainmon.service import JobCreate
 from trainmon.store.store import UnreadableJson
 
 MAX_STEP = 2**63 - 1
@@ -245,15 +256,26 @@ def render_problem(job: Job) -> str | None:
     return job.config.reason if isinstance(job.config, UnreadableJson) else None
 
 
-def render_job(service: JobService, job: Job, now: float | None = None) -> dict[str, Any]:
+def render_job(job: Job, now: float, heartbeat_interval: float) -> dict[str, Any]:
     """The job's JSON as every reader gets it: API, event stream and first paint alike. A job
     whose config cannot be shown still lists (``config: null`` and ``renderError``): one bad
-    row must not fail every list that includes it."""
-    when = service.clock() if now is None else now
-    body = job_to_api(job, stale=service.is_stale(job, when))
+    row must not fail every list that includes it. Pure but for that log line."""
+    stale = is_stale(job.status, job.last_seen_at, now, heartbeat_interval)
+    body = job_to_api(job, stale=stale)
     problem = render_problem(job)
     if problem is not None:
         log.warning("job %s: %s; shown with config null", job.id, problem)
         body["config"] = None
         body["renderError"] = problem
     return body
+
+
+@dataclass(frozen=True, slots=True)
+class Renderer:
+    """``render_job`` with this server's heartbeat interval and clock: what routes call."""
+
+    heartbeat_interval: float
+    clock: Callable[[], float] = time.time
+
+    def __call__(self, job: Job, now: float | None = None) -> dict[str, Any]:
+        return render_job(job, self.clock() if now is None else now, self.heartbeat_interval)

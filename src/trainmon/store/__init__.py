@@ -1,5 +1,5 @@
 """The job store: SQLAlchemy Core over SQLite (default) or PostgreSQL."""
 
-from trainmon.store.store import Store, StoredPoint
+from trainmon.store.store import Store
 
-__all__ = ["Store", "StoredPoint"]
+__all__ = ["Store"]

@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from trainmon.errors import BadRequest
+
+class DatabaseUrlError(ValueError):
+    """A database URL this store cannot use; the CLI and the app say it in one line."""
 
 
 def normalise_url(url: str) -> str:
@@ -29,21 +31,28 @@ def create_private(path: Path) -> None:
     os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
+def parse_database_url(url: str) -> URL:
+    """The URL as SQLAlchemy reads it, if it names a store we support; else
+    ``DatabaseUrlError``. Opens nothing, so settings can check it before the server starts."""
+    try:
+        parsed = make_url(normalise_url(url))
+    except ArgumentError as exc:
+        raise DatabaseUrlError(f"not a database URL: {url!r}") from exc
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise DatabaseUrlError(
+            f"unsupported database {parsed.get_backend_name()!r}: use sqlite or postgresql"
+        )
+    return parsed
+
+
 def make_engine(url: str, *, writer: bool = True) -> Engine:
     """``writer=False`` gives SQLite readers that never take the write lock (WAL lets them run
     beside a writer); PostgreSQL needs no such split."""
+    parsed = parse_database_url(url)
     url = normalise_url(url)
-    try:
-        parsed = make_url(url)
-    except ArgumentError as exc:
-        raise BadRequest(f"not a database URL: {url!r}") from exc
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(url, parsed.database, writer)
-    if parsed.get_backend_name() == "postgresql":
-        return create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
-    raise BadRequest(
-        f"unsupported database {parsed.get_backend_name()!r}: use sqlite or postgresql"
-    )
+    return create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
 
 
 def _sqlite_engine(url: str, database: str | None, writer: bool) -> Engine:

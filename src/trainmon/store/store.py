@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -13,19 +12,10 @@ from sqlalchemy import Connection, Engine, RowMapping, and_, func, or_, select, 
 from sqlalchemy.dialects import postgresql, sqlite
 
 from trainmon.jsonlimits import MAX_RENDER_DEPTH, json_problem
-from trainmon.models import TERMINAL, Command, Job, JobStatus
-from trainmon.reporting import Point
+from trainmon.models import TERMINAL, Command, Job, JobStatus, Point, StoredPoint
 from trainmon.store.engine import is_sqlite, make_engine
 from trainmon.store.migrations import upgrade
 from trainmon.store.tables import batches, jobs, point_chunks, sessions
-
-
-@dataclass(frozen=True, slots=True)
-class StoredPoint:
-    seq: int  # job-wide number, from 1: a cursor for reading history in pages
-    step: int | None
-    time: float
-    values: dict[str, float]
 
 
 def float_to_text(value: float | None) -> str | None:

@@ -20,15 +20,15 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
-from trainmon.server.deps import BusDep, ReadAccess, ServiceDep, SettingsDep
-from trainmon.server.events import EventBus
+from trainmon.server.bus import EventBus
+from trainmon.server.deps import BusDep, ReadAccess, RenderDep, ServiceDep, SettingsDep
 from trainmon.server.limits import (
     RETRY_AFTER_SECONDS,
     EventStreamSlots,
     ServerBusy,
     event_stream_slots,
 )
-from trainmon.server.schemas import render_job
+from trainmon.server.schemas import Renderer
 from trainmon.service import JobService
 
 router = APIRouter(prefix="/api/training", tags=["events"], dependencies=[ReadAccess])
@@ -49,13 +49,14 @@ def encode(event: str, data: Any, event_id: int) -> str:
     return f"id: {event_id}\nevent: {event}\ndata: {payload}\n\n"
 
 
-def snapshot(service: JobService) -> list[dict[str, Any]]:
+def snapshot(service: JobService, render: Renderer) -> list[dict[str, Any]]:
     now = service.clock()
-    return [render_job(service, job, now) for job in service.dashboard_jobs()]
+    return [render(job, now) for job in service.dashboard_jobs()]
 
 
 async def stream(
     service: JobService,
+    render: Renderer,
     bus: EventBus,
     coalesce: float = COALESCE_SECONDS,
     ping: float = PING_SECONDS,
@@ -63,7 +64,7 @@ async def stream(
     # Subscribe before reading the snapshot so no change can fall between the two; a change
     # seen twice is harmless (the page ignores versions older than the one it shows).
     async with bus.subscribe() as subscription:
-        jobs = await run_in_threadpool(snapshot, service)
+        jobs = await run_in_threadpool(snapshot, service, render)
         yield f"retry: {RETRY_MS}\n" + encode("snapshot", {"jobs": jobs}, bus.last_id)
         while True:
             try:
@@ -96,7 +97,7 @@ class CountedStream(StreamingResponse):
 
 @router.get("/events", response_model=None)
 async def events(
-    request: Request, service: ServiceDep, bus: BusDep, settings: SettingsDep
+    request: Request, service: ServiceDep, render: RenderDep, bus: BusDep, settings: SettingsDep
 ) -> StreamingResponse | JSONResponse:
     slots = event_stream_slots(request.app.state, settings.max_event_streams)
     if not slots.take():
@@ -106,4 +107,4 @@ async def events(
             status_code=busy.status,
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
-    return CountedStream(slots, stream(service, bus))
+    return CountedStream(slots, stream(service, render, bus))

@@ -13,8 +13,8 @@ from trainmon.errors import ValidationFailed
 from trainmon.models import float_to_json, parse_status_filter
 from trainmon.reporting import LOSS
 from trainmon.server.auth import require_token
-from trainmon.server.deps import AuthorityDep, ReadAccess, ServiceDep, WriteAccess
-from trainmon.server.schemas import JobCreateIn, ProgressIn, iso, render_job, scalars_to_json
+from trainmon.server.deps import AuthorityDep, ReadAccess, RenderDep, ServiceDep, WriteAccess
+from trainmon.server.schemas import JobCreateIn, ProgressIn, iso, scalars_to_json
 
 router = APIRouter(prefix="/api/training", tags=["jobs"], dependencies=[ReadAccess])
 
@@ -24,6 +24,7 @@ Limit = Annotated[int, Query(ge=1, le=500, description="page size, at most 500")
 @router.get("/jobs")
 def list_jobs(
     service: ServiceDep,
+    render: RenderDep,
     status: Annotated[str | None, Query(description="active, or one status")] = None,
     limit: Limit = 100,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
@@ -34,7 +35,7 @@ def list_jobs(
         raise ValidationFailed(str(exc), field="status") from None
     page = service.list_jobs(statuses, limit, cursor)
     return {
-        "jobs": [render_job(service, job) for job in page.jobs],
+        "jobs": [render(job) for job in page.jobs],
         "total": page.total,
         "nextCursor": page.next_cursor,
     }
@@ -42,19 +43,23 @@ def list_jobs(
 
 @router.get("/status")
 def job_status(
-    service: ServiceDep, job_id: Annotated[str, Query(max_length=200)]
+    service: ServiceDep, render: RenderDep, job_id: Annotated[str, Query(max_length=200)]
 ) -> dict[str, Any]:
-    return render_job(service, service.get_job(job_id))
+    return render(service.get_job(job_id))
 
 
 @router.get("/jobs/{job_id}")
-def get_job(service: ServiceDep, job_id: str) -> dict[str, Any]:
-    return render_job(service, service.get_job(job_id))
+def get_job(service: ServiceDep, render: RenderDep, job_id: str) -> dict[str, Any]:
+    return render(service.get_job(job_id))
 
 
 @router.post("/jobs", status_code=201, dependencies=[WriteAccess])
 def create_job(
-    service: ServiceDep, authority: AuthorityDep, body: JobCreateIn, response: Response
+    service: ServiceDep,
+    render: RenderDep,
+    authority: AuthorityDep,
+    body: JobCreateIn,
+    response: Response,
 ) -> dict[str, Any]:
     if body.command is not None:
         # Running a command is running code as this server's user: the token, never a page.
@@ -62,14 +67,16 @@ def create_job(
     job, created = service.create_job(body.to_spec())
     if not created:
         response.status_code = 200
-    return render_job(service, job)
+    return render(job)
 
 
 @router.post("/jobs/{job_id}/cancel", dependencies=[WriteAccess])
-def cancel_job(service: ServiceDep, authority: AuthorityDep, job_id: str) -> dict[str, Any]:
+def cancel_job(
+    service: ServiceDep, render: RenderDep, authority: AuthorityDep, job_id: str
+) -> dict[str, Any]:
     # The CLI and scripts send the bearer token; the dashboard page its session and CSRF token.
     source = "api" if authority.kind == "token" else "dashboard"
-    return render_job(service, service.cancel(job_id, source))
+    return render(service.cancel(job_id, source))
 
 
 @router.delete("/jobs/{job_id}", dependencies=[WriteAccess])

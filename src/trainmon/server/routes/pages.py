@@ -7,6 +7,7 @@ The page is the first paint only: the same job JSON the API serves goes through
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request
@@ -21,9 +22,9 @@ from trainmon.server.auth import (
     session_of,
     valid_token,
 )
-from trainmon.server.deps import ServiceDep, SettingsDep, TemplatesDep
-from trainmon.server.schemas import render_job
+from trainmon.server.deps import RenderDep, ServiceDep, SettingsDep, TemplatesDep
 from trainmon.server.sessions import FailureLimiter, SessionBook, SignInLinks, csrf_token
+from trainmon.service import RECENT_SECONDS
 
 router = APIRouter(include_in_schema=False)
 
@@ -31,28 +32,49 @@ router = APIRouter(include_in_schema=False)
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-def _newest_first(cards: list[CardView], key: str) -> list[CardView]:
-    # Same order as live.js keeps: newest first, id breaking ties.
-    def sort_key(card: CardView) -> tuple[float, str]:
-        return (parse_iso(getattr(card, key)) or 0.0, card.id)
+# Each section newest first by the first of these job fields that is set, id breaking ties.
+# The page carries this table on <main> (data-sort-*), and live.js places cards by it.
+SORT_FIELDS: dict[str, tuple[str, ...]] = {
+    "active": ("createdAt",),
+    "recent": ("finishedAt", "updatedAt"),
+}
 
-    return sorted(cards, key=sort_key, reverse=True)
+
+Drawn = tuple[Mapping[str, object], CardView]  # a job as the API serialises it, and its card
+
+
+def _newest_first(drawn: list[Drawn], section: str) -> list[CardView]:
+    fields = SORT_FIELDS[section]
+
+    def sort_key(pair: Drawn) -> tuple[float, str]:
+        job, card = pair
+        stamp = next((job[f] for f in fields if job.get(f)), None)
+        return (parse_iso(stamp) or 0.0, card.id)
+
+    return [card for _, card in sorted(drawn, key=sort_key, reverse=True)]
 
 
 @router.get("/", response_class=HTMLResponse)
 def dashboard(
-    request: Request, service: ServiceDep, settings: SettingsDep, templates: TemplatesDep
+    request: Request,
+    service: ServiceDep,
+    render: RenderDep,
+    settings: SettingsDep,
+    templates: TemplatesDep,
 ) -> Response:
     if not can_read(request, settings):
         return RedirectResponse("/login", status_code=303, headers=NO_STORE)
     now = service.clock()
-    cards = [card_view(render_job(service, job, now), now) for job in service.dashboard_jobs()]
+    jobs = [render(job, now) for job in service.dashboard_jobs()]
+    drawn = [(job, card_view(job, now)) for job in jobs]
     session_id = session_of(request)
     context: dict[str, Any] = {
         "signed_in": session_id is not None,
         "csrf": csrf_token(settings, session_id) if session_id else "",
-        "active_cards": _newest_first([c for c in cards if c.active], "created_iso"),
-        "recent_cards": _newest_first([c for c in cards if not c.active], "finished_iso"),
+        "active_cards": _newest_first([d for d in drawn if d[1].active], "active"),
+        "recent_cards": _newest_first([d for d in drawn if not d[1].active], "recent"),
+        "sort_fields": SORT_FIELDS,
+        "recent_seconds": RECENT_SECONDS,
         "blank_card": card_view({}, now),
         "rendered_at": f"{now:.3f}",
     }

@@ -1,7 +1,8 @@
 // How a job reads on the dashboard: pure functions, the caller passes `now` (Unix seconds).
 // This is trainmon/presentation.py line for line; the server paints the first frame with that
 // and this module keeps it current, so the two must agree to the character
-// (tests/e2e/test_format_parity.py runs both on the same inputs).
+// (tests/fixtures/formatting.json is one table of cases run through both: by
+// tests/unit/test_formatting_fixture.py and, in a real browser, tests/e2e/test_formatting_fixture.py).
 
 export const NOT_STARTED = "--:--:--";
 export const DASH = "\u2014";
@@ -65,8 +66,12 @@ export function formatElapsed(startedAt, now, finishedAt = null) {
   return formatHms(end - start);
 }
 
+// Past 2**53 String() rounds to 17 significant digits; BigInt spells the double's exact
+// value, as Python's int(float) does (steps go up to 2**63 - 1).
 export function formatInt(value) {
-  const digits = String(Math.abs(value)).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+  const magnitude = Math.abs(value);
+  const exact = Number.isSafeInteger(magnitude) ? String(magnitude) : BigInt(magnitude).toString();
+  const digits = exact.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
   return value < 0 ? `-${digits}` : digits;
 }
 
@@ -198,7 +203,15 @@ export function formatPercent(progress) {
   return [value, `${Math.floor(value)}%`];
 }
 
-const byCodePoint = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
+// Python's sorted() order. `<` compares UTF-16 units, which puts an astral character (a
+// surrogate pair, 0xD800..) before U+E000..U+FFFF; at the first differing unit compare code points.
+function byCodePoint(a, b) {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    if (a.charCodeAt(i) !== b.charCodeAt(i)) return a.codePointAt(i) - b.codePointAt(i);
+  }
+  return a.length - b.length;
+}
 
 export function formatExtra(metrics) {
   if (metrics === null || typeof metrics !== "object" || Array.isArray(metrics)) return "";

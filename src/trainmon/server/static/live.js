@@ -2,23 +2,28 @@
 // to their card in place; while the stream is down the page polls the active list every 5 s
 // (as the seed did), and a reconnect starts from a fresh snapshot. Updates are applied once per
 // animation frame with only the newest version of each job, so a hidden tab does no DOM work
-// and a burst costs one repaint.
+// and a burst costs one repaint. The server tells the page, on <main>, how long finished jobs
+// stay (data-recent-seconds) and how each section is ordered (data-sort-*), so neither is
+// copied here.
 import { applyCard, createCard, showCancelError } from "./card.js";
 import { initCancel } from "./cancel-dialog.js";
 import { startTicker } from "./elapsed.js";
 import { cardView, parseIso } from "./format.js";
 
 const POLL_MS = 5000;
-const RECENT_SECONDS = 3600;
 const EVENTS_URL = "/api/training/events";
 const ACTIVE_URL = "/api/training/jobs?status=active&limit=500";
 
 const nowSeconds = () => Date.now() / 1000;
 const time = (iso) => parseIso(iso) ?? 0;
+const words = (text) => (text || "").split(" ").filter(Boolean);
 
 class Board {
   constructor(root) {
     this.root = root;
+    this.recentSeconds = Number(root.dataset.recentSeconds);
+    // Job fields, first set one wins: pages.py SORT_FIELDS.
+    this.sortFields = { active: words(root.dataset.sortActive), recent: words(root.dataset.sortRecent) };
     this.lists = { active: root.querySelector("#active-list"), recent: root.querySelector("#recent-list") };
     this.jobs = new Map(); // id -> { job, card, section }
     this.pendingCancel = new Set();
@@ -64,7 +69,8 @@ class Board {
   sortKey(entry) {
     const job = entry.job;
     if (!job) return [0, ""];
-    return [time(entry.section === "active" ? job.createdAt : job.finishedAt || job.updatedAt), job.id];
+    const field = this.sortFields[entry.section].find((name) => job[name]);
+    return [time(field && job[field]), job.id];
   }
 
   // Newest first, ties by id: the order pages.py renders.
@@ -135,7 +141,7 @@ class Board {
     for (const [id, entry] of this.jobs) {
       const job = entry.job;
       if (entry.section !== "recent" || !job) continue;
-      if (now - time(job.finishedAt || job.updatedAt) > RECENT_SECONDS) {
+      if (now - time(job.finishedAt || job.updatedAt) > this.recentSeconds) {
         entry.card.remove();
         this.jobs.delete(id);
         removed = true;

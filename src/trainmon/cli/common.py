@@ -1,0 +1,45 @@
+"""What every ``trainmon`` command shares: the server URL option, the API client, one-line
+errors and safe terminal output."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import click
+from rich.markup import escape
+
+from trainmon.client import ApiClient, ClientError
+from trainmon.settings import SettingsError
+from trainmon.terminal import terminal_text
+
+url_option = click.option(
+    "--url",
+    envvar="TRAINMON_URL",
+    default=None,
+    help="Server URL [env TRAINMON_URL; default: the local server].",
+)
+
+
+@contextlib.contextmanager
+def api(url: str | None) -> Iterator[ApiClient]:
+    """A client whose errors end the command with one line and exit code 1."""
+    try:
+        with ApiClient(url) as client:
+            yield client
+    except ClientError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@contextlib.contextmanager
+def settings_errors() -> Iterator[None]:
+    """A setting that cannot be used ends the command with one line."""
+    try:
+        yield
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def shown(text: str, *, keep_layout: bool = False) -> str:
+    """Untrusted text for Rich: control characters made visible, ``[markup]`` kept literal."""
+    return escape(terminal_text(text, keep_layout=keep_layout))
