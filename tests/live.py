@@ -64,7 +64,7 @@ class LiveServer:
         command = [
             sys.executable, "-m", "trainmon.cli", "serve",
             "--host", "127.0.0.1", "--port", str(self.port), "--db", self.db_url,
-            "--executor" if self.executor else "--no-executor", *self.extra_args,
+            *(() if self.executor else ("--no-executor",)), *self.extra_args,
         ]  # fmt: skip
         self.process = subprocess.Popen(
             command,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -171,3 +172,15 @@ class StoredPoint:
     step: int | None
     time: float
     values: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Deleted:
+    """A job and all it had are gone (deleted or pruned)."""
+
+    job_id: str
+
+
+# What the service's subscribers hear, after the commit: a job as it now is, or that it is gone.
+Change = Job | Deleted
+Subscriber = Callable[[Change], None]

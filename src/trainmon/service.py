@@ -6,19 +6,28 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import json
 import math
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 from sqlalchemy import Connection
 
 from trainmon.errors import BadRequest, Conflict, NotFound, ValidationFailed
-from trainmon.models import ACTIVE, Command, Job, JobStatus, StoredPoint, is_job_id, is_stale
+from trainmon.models import (
+    ACTIVE,
+    Change,
+    Command,
+    Deleted,
+    Job,
+    JobStatus,
+    StoredPoint,
+    Subscriber,
+    is_job_id,
+    is_stale,
+)
 from trainmon.reporting import (
     DEFAULT_MAX_METRIC_KEYS,
     ProgressReport,
@@ -28,23 +37,11 @@ from trainmon.reporting import (
     metric_keys_after,
     transition,
 )
-from trainmon.runner.logfile import log_path
 from trainmon.store import Store
 from trainmon.store.store import encode_chunk
 
 Clock = Callable[[], float]
 
-
-@dataclass(frozen=True, slots=True)
-class Deleted:
-    """A job and all it had are gone (deleted or pruned)."""
-
-    job_id: str
-
-
-# What subscribers hear, after the commit: a job as it now is, or that it is gone.
-Change = Job | Deleted
-Subscriber = Callable[[Change], None]
 
 PRUNE_BATCH = 100  # jobs deleted per transaction: ingest never waits long for the write lock
 
@@ -55,14 +52,6 @@ def format_duration(seconds: float) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{seconds / size:g} {unit}"
     return f"{seconds:g} s"
-
-
-def remove_log(data_dir: Path, job_id: str) -> None:
-    """Delete a runner job's log and the trim record beside it (see runner/logfile.py)."""
-    path = log_path(data_dir, job_id)
-    for leftover in (path, path.with_name(path.name + ".base")):
-        with contextlib.suppress(FileNotFoundError):
-            leftover.unlink()
 
 
 # Finished jobs stay on the dashboard this long; the page is told (index.html, <main>) and
@@ -124,8 +113,11 @@ class JobService:
         heartbeat_interval: float = 10.0,
         lost_contact_timeout: float = 60.0,
         max_metric_keys: int = DEFAULT_MAX_METRIC_KEYS,
+        command_executor: str = "local",
     ) -> None:
         self.store = store
+        # Jobs created with a command are run by the executor of this name (settings).
+        self.command_executor = command_executor
         self.max_metric_keys = max_metric_keys
         self.clock = clock
         self._subscribers: list[Subscriber] = []
@@ -199,7 +191,7 @@ class JobService:
             tags=spec.tags,
             command=spec.command,
             grace_seconds=spec.grace_seconds,
-            executor="local" if spec.command is not None else "sdk",
+            executor=self.command_executor if spec.command is not None else "sdk",
         )
         with self.store.write() as conn:
             existing = self.store.get_job(conn, job.id, lock=True)
@@ -273,37 +265,52 @@ class JobService:
         self._publish(job)
         return job
 
-    # -- the local executor's hooks -----------------------------------------------------
+    # -- executors' hooks (runner/executor.py) ------------------------------------------
 
-    def claim_next_queued(self) -> Job | None:
-        with self.store.read() as conn:
-            found = self.store.jobs_in(conn, JobStatus.QUEUED, executor="local", limit=1)
-        return found[0] if found else None
+    def claim_next_queued(self, executor: str) -> Job | None:
+        """Take the oldest queued job of ``executor``: queued -> running in one transaction,
+        so two executors on one database never start the same job. ``mark_launched`` then
+        records who runs it."""
+        now = self.clock()
+        with self.store.write() as conn:
+            job = self.store.oldest_queued(conn, executor)
+            if job is None:
+                return None
+            job = replace(transition(job, JobStatus.RUNNING, now), last_seen_at=now)
+            self.store.save_job(conn, job)
+        self._publish(job)
+        return job
 
     def mark_launched(self, job_id: str, pid: int, pid_start: int) -> Job:
-        """queued -> running with its supervisor; ``Conflict`` if it was cancelled meanwhile."""
+        """Record the supervisor of a claimed job. A job asked to stop since its claim ends
+        cancelled here instead, and ``Conflict`` tells the executor not to hand it over."""
         now = self.clock()
-        return self._change(
-            job_id,
-            lambda job: replace(
-                transition(job, JobStatus.RUNNING, now),
-                supervisor_pid=pid,
-                supervisor_start=pid_start,
-                last_seen_at=now,
-            ),
-        )
+        with self.store.write() as conn:
+            job = self._locked(conn, job_id)
+            if job.status is not JobStatus.RUNNING or job.supervisor_pid is not None:
+                raise Conflict(f"job {job_id!r} is {job.status.value}, not being launched")
+            if job.cancel_requested:
+                reason = cancel_reason(job.cancel_source, "before start")
+                job = transition(job, JobStatus.CANCELLED, now, end_reason=reason)
+            else:
+                job = replace(job, supervisor_pid=pid, supervisor_start=pid_start, last_seen_at=now)
+            self.store.save_job(conn, job)
+        self._publish(job)
+        if job.status is JobStatus.CANCELLED:
+            raise Conflict(f"job {job_id!r} was cancelled before it started")
+        return job
 
     def running_jobs(self) -> list[Job]:
         with self.store.read() as conn:
             return self.store.jobs_in(conn, JobStatus.RUNNING)
 
-    def running_local_jobs(self) -> list[Job]:
+    def running_jobs_of(self, executor: str) -> list[Job]:
         with self.store.read() as conn:
-            return self.store.jobs_in(conn, JobStatus.RUNNING, executor="local")
+            return self.store.jobs_in(conn, JobStatus.RUNNING, executor=executor)
 
-    def count_running_local(self) -> int:
+    def count_running(self, executor: str) -> int:
         with self.store.read() as conn:
-            return self.store.count_in(conn, JobStatus.RUNNING, executor="local")
+            return self.store.count_in(conn, JobStatus.RUNNING, executor=executor)
 
     def record_training_pgid(self, job_id: str, pgid: int) -> Job:
         """Remember a running job's process group (once), so it can be killed if orphaned."""
@@ -355,9 +362,6 @@ class JobService:
 
     # -- deleting and retention ---------------------------------------------------------
 
-    # Set by the app: where runner logs live.
-    data_dir: Path | None = None
-
     def delete(self, job_id: str) -> None:
         """Remove a finished job with its points, batches and log; ``Conflict`` if active."""
         with self.store.write() as conn:
@@ -405,8 +409,6 @@ class JobService:
         return expired
 
     def _forget(self, job_ids: list[str]) -> None:
-        """After the rows are gone: the log files, and the viewers."""
+        """After the rows are gone, tell subscribers (viewers; executors drop logs)."""
         for job_id in job_ids:
-            if self.data_dir is not None:
-                remove_log(self.data_dir, job_id)
             self._publish(Deleted(job_id))

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from trainmon.local import DEFAULT_PORT, TOKEN_FILE, data_dir
-from trainmon.runner.scheduler import default_max_concurrent
+from trainmon.runner.executor import DEFAULT_EXECUTOR, UnknownExecutor, check_executor_name
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 MIN_TOKEN_LENGTH = 16
@@ -72,7 +72,8 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ()
     heartbeat_interval: float = 10.0
     lost_contact_timeout: float = 60.0
-    max_concurrent: int = 1
+    max_concurrent: int | None = None  # None: one per GPU, else 1 (the executor counts them)
+    executor: str = DEFAULT_EXECUTOR  # what runs jobs created with a command (runner/executor.py)
     run_executor: bool = True
     max_body_bytes: int = 8 * 1024 * 1024
     session_days: float = 7.0
@@ -195,6 +196,14 @@ def resolve_limits(flags: dict[str, float | None], env: dict[str, str]) -> dict[
     return found
 
 
+def resolve_executor(flag: str | None, env: dict[str, str]) -> str:
+    name = flag or env.get("TRAINMON_EXECUTOR", "").strip() or DEFAULT_EXECUTOR
+    try:
+        return check_executor_name(name)
+    except UnknownExecutor as exc:
+        raise SettingsError(str(exc)) from None
+
+
 def build_settings(
     *,
     host: str | None = None,
@@ -204,6 +213,7 @@ def build_settings(
     heartbeat_interval: float | None = None,
     lost_contact_timeout: float | None = None,
     max_concurrent: int | None = None,
+    executor: str | None = None,
     run_executor: bool = True,
     limits: dict[str, float | None] | None = None,
     keep_days: float | None = None,
@@ -243,7 +253,8 @@ def build_settings(
         else float(env.get("TRAINMON_LOST_CONTACT_SECONDS") or 60.0),
         max_concurrent=max_concurrent
         if max_concurrent is not None
-        else int(env.get("TRAINMON_MAX_CONCURRENT") or 0) or default_max_concurrent(),
+        else int(env.get("TRAINMON_MAX_CONCURRENT") or 0) or None,
+        executor=resolve_executor(executor, env),
         run_executor=run_executor,
         session_days=float(env.get("TRAINMON_SESSION_DAYS") or 7.0),
         **resolve_limits(limits or {}, env),

@@ -20,10 +20,12 @@ from sqlalchemy import Connection, func, select, text
 from live import TOKEN, LiveServer, make_settings
 from runner_helpers import wait_for
 from trainmon.cli import main
-from trainmon.models import JobStatus, Point
+from trainmon.models import Deleted, JobStatus, Point
 from trainmon.reporting import ProgressReport
+from trainmon.runner.executor import executor_hooks
+from trainmon.runner.local_executor import LocalExecutor
 from trainmon.server.app import create_app
-from trainmon.service import Deleted, JobCreate, JobService, format_duration
+from trainmon.service import JobCreate, JobService, format_duration
 from trainmon.settings import SettingsError, build_settings, parse_duration
 from trainmon.store import Store
 from trainmon.store.tables import batches, jobs, point_chunks
@@ -79,9 +81,10 @@ def rows_of(store: Store, job_id: str) -> dict[str, int]:
 def write_log(data_dir: Path, job_id: str) -> list[Path]:
     logs = data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    files = [logs / f"{job_id}.log", logs / f"{job_id}.log.base"]
+    files = [logs / f"{job_id}.{end}" for end in ("log", "log.base", "supervisor.log")]
     files[0].write_text("epoch 1\n")
     files[1].write_text('{"inode": 1, "base": 0}')
+    files[2].write_text("the supervisor's own crash report\n")
     return files
 
 
@@ -206,7 +209,10 @@ def test_prune_deletes_jobs_past_the_retention_in_small_transactions(
 ) -> None:
     clock = FakeClock()
     service = JobService(store, clock=clock)
-    service.data_dir = tmp_path
+    # The executor drops a deleted job's log files, told by the service like the server does.
+    service.subscribe(
+        executor_hooks(LocalExecutor(service, data_dir=tmp_path, server_url="", token=""))
+    )
     gone: list[str] = []
     service.subscribe(
         lambda change: gone.append(change.job_id) if isinstance(change, Deleted) else None

@@ -3,7 +3,6 @@ dashboard bench: a real ``trainmon serve`` subprocess on a free port with its ow
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import os
 import socket
@@ -17,8 +16,6 @@ from typing import Any
 import httpx
 
 TOKEN = "e2e-token-0123456789"
-HAS_RUNNER = importlib.util.find_spec("trainmon.runner.scheduler") is not None
-# Until the app includes the dashboard routers, serve through a shim that adds them.
 
 
 class ServerFailed(RuntimeError):
@@ -100,8 +97,6 @@ def start_server(tmp: Path, *args: str, host: str = "127.0.0.1", port: int | Non
     env = {**os.environ, "TRAINMON_DATA_DIR": str(data), "TRAINMON_TOKEN": TOKEN}
     env.pop("TRAINMON_URL", None)
     argv = ["serve", "--host", host, "--port", str(port), "--db", f"sqlite:///{data}/db.sqlite"]
-    if not HAS_RUNNER:
-        argv.append("--no-executor")
     log = tmp / "server.log"
     with log.open("wb") as out:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen(

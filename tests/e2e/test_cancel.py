@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from e2e_harness import HAS_RUNNER, Api, Server, sign_in
+from e2e_harness import Api, Server, sign_in
 from playwright.sync_api import Page, Route, expect
 
 pytestmark = pytest.mark.e2e
@@ -63,7 +63,6 @@ def test_dialog_dismisses_then_confirm_cancels(
     expect(page.locator("#recent-list").locator(f'[data-job-id="{job_id}"]')).to_be_visible()
 
 
-@pytest.mark.skipif(not HAS_RUNNER, reason="the local executor is not there yet")
 def test_confirm_cancels_a_real_running_process(page: Page, server: Server, api: Api) -> None:
     script = "import time\nfor i in range(100000):\n    print(i, flush=True)\n    time.sleep(0.1)\n"
     job = api.create(

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import click
 import httpx
 import pytest
 from click.testing import CliRunner, Result
@@ -322,3 +323,14 @@ def test_rm_reports_each_job_and_fails_if_any_failed(server: LiveServer, api: ht
 def test_rm_needs_an_id(server: LiveServer) -> None:
     result = run(server.url, "rm")
     assert result.exit_code == 2 and "Missing argument" in result.output
+
+
+def test_every_command_is_registered_under_its_own_name() -> None:
+    from trainmon.cli import COMMANDS
+
+    with click.Context(main) as ctx:
+        for name in COMMANDS:
+            command = main.get_command(ctx, name)
+            assert command is not None and command.name == name
+        assert main.get_command(ctx, "nope") is None
+    assert CliRunner().invoke(main, ["nope"]).exit_code == 2

@@ -22,6 +22,8 @@ def queued(service: JobService) -> str:
 
 def running(service: JobService) -> str:
     job_id = queued(service)
+    claimed = service.claim_next_queued("local")
+    assert claimed is not None and claimed.id == job_id
     service.mark_launched(job_id, 12345, 1)
     return job_id
 
@@ -86,10 +88,12 @@ def test_old_database_gets_the_new_columns(store: Store) -> None:
         conn.execute(text("ALTER TABLE jobs DROP COLUMN cancel_source"))
         conn.execute(text("DELETE FROM trainmon_schema WHERE version >= 3"))
     assert store.migrate() >= 3
-    started = running(service)
-    service.record_training_pgid(started, 4242)
-    service.record_training_pgid(started, 99)  # recorded once: the first group is the job's
-    assert service.get_job(started).training_pgid == 4242
+    claimed = service.claim_next_queued("local")
+    assert claimed is not None and claimed.id == job_id, "the row made before the migration"
+    service.mark_launched(job_id, 12345, 1)
+    service.record_training_pgid(job_id, 4242)
+    service.record_training_pgid(job_id, 99)  # recorded once: the first group is the job's
+    assert service.get_job(job_id).training_pgid == 4242
     service.cancel(job_id, "dashboard")
     assert service.get_job(job_id).cancel_source == "dashboard"
     assert store.migrate() >= 3, "a second run is a no-op"

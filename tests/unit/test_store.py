@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+import threading
 
 import pytest
 from sqlalchemy import text
@@ -52,12 +53,65 @@ def test_command_jobs_are_queued_for_the_local_executor(service: JobService) -> 
     stored = service.get_job(job.id)
     assert stored.status is JobStatus.QUEUED and stored.executor == "local"
     assert stored.command == command and stored.grace_seconds == 3
-    assert service.claim_next_queued() == stored
+    assert service.claim_next_queued("ray") is None, "claimed only by its own executor"
+    claimed = service.claim_next_queued("local")
+    assert claimed is not None and claimed.id == job.id
+    assert claimed.status is JobStatus.RUNNING and claimed.supervisor_pid is None
+    assert service.claim_next_queued("local") is None, "claimed once"
     launched = service.mark_launched(job.id, pid=4242, pid_start=99)
     assert launched.status is JobStatus.RUNNING and launched.supervisor_pid == 4242
-    assert service.count_running_local() == 1 and service.running_local_jobs() == [launched]
+    assert service.count_running("local") == 1 and service.running_jobs_of("local") == [launched]
+    assert service.count_running("ray") == 0
     with pytest.raises(Conflict):
         service.mark_launched(job.id, pid=1, pid_start=1)
+
+
+def test_command_jobs_go_to_the_executor_the_settings_name(store: Store) -> None:
+    service = JobService(store, clock=FakeClock(), command_executor="ray")
+    command = Command(("python", "train.py"), "/tmp", {})
+    job, _ = service.create_job(JobCreate(name="r", command=command))
+    assert job.executor == "ray"
+    assert service.create_job(JobCreate(name="sdk"))[0].executor == "sdk"
+
+
+def test_a_job_cancelled_between_claim_and_launch_ends_cancelled(service: JobService) -> None:
+    command = Command(("python", "train.py"), "/tmp", {})
+    job, _ = service.create_job(JobCreate(name="c", command=command))
+    assert service.claim_next_queued("local") is not None
+    service.cancel(job.id, "dashboard")
+    with pytest.raises(Conflict, match="cancelled before it started"):
+        service.mark_launched(job.id, pid=4242, pid_start=99)
+    ended = service.get_job(job.id)
+    assert ended.status is JobStatus.CANCELLED and ended.supervisor_pid is None
+    assert ended.end_reason == "cancelled from the dashboard before start"
+
+
+def test_concurrent_claims_take_each_job_once(db_url: str) -> None:
+    """Two servers on one database (two stores, four threads) never start the same job."""
+    stores = [Store(db_url), Store(db_url)]
+    stores[0].migrate()
+    try:
+        services = [JobService(store) for store in stores]
+        command = Command(("python", "train.py"), "/tmp", {})
+        made = {services[0].create_job(JobCreate(name=f"j{i}", command=command))[0].id
+                for i in range(40)}  # fmt: skip
+        claimed: list[str] = []
+        lock = threading.Lock()
+
+        def claim_all(service: JobService) -> None:
+            while (job := service.claim_next_queued("local")) is not None:
+                with lock:
+                    claimed.append(job.id)
+
+        threads = [threading.Thread(target=claim_all, args=(services[i % 2],)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert sorted(claimed) == sorted(made), "every job claimed exactly once"
+    finally:
+        for store in stores:
+            store.dispose()
 
 
 def test_pagination_newest_first_over_all_pages(service: JobService) -> None:

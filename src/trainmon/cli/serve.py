@@ -15,6 +15,7 @@ import click
 
 from trainmon.cli.common import settings_errors
 from trainmon.local import DEFAULT_PORT, SERVER_FILE
+from trainmon.runner.executor import DEFAULT_EXECUTOR, EXECUTORS
 from trainmon.settings import LIMIT_VARIABLES, Settings, build_settings, is_loopback
 
 
@@ -108,8 +109,8 @@ def serve(settings: Settings, on_ready: Callable[[], None] | None = None) -> Non
 
 @dataclass(frozen=True, slots=True)
 class ServeOption:
-    """One row of serve's options; every one but ``--executor`` defaults to None so that the
-    environment, then the built-in default, decides (see ``build_settings``)."""
+    """One row of serve's options; every one but ``--no-executor`` defaults to None so that
+    the environment, then the built-in default, decides (see ``build_settings``)."""
 
     decls: tuple[str, ...]
     help: str
@@ -147,7 +148,8 @@ SERVE_OPTIONS: tuple[ServeOption, ...] = (
     ),
     ServeOption(
         ("--max-concurrent",),
-        "Jobs the local executor runs at once [default: GPUs, else 1].",
+        "Jobs the local executor runs at once [env TRAINMON_MAX_CONCURRENT; default: GPUs, "
+        "else 1].",
         click.IntRange(1, 1024),
     ),
     ServeOption(
@@ -193,9 +195,15 @@ SERVE_OPTIONS: tuple[ServeOption, ...] = (
         click.FloatRange(1, 3600),
     ),
     ServeOption(
-        ("--executor/--no-executor", "run_executor"),
-        "Run queued jobs here (off: monitor only, e.g. a second replica).",
-        extra={"default": True},
+        ("--executor",),
+        f"What runs the jobs launched with a command: {', '.join(sorted(EXECUTORS))} [env "
+        f"TRAINMON_EXECUTOR; default {DEFAULT_EXECUTOR}].",
+        extra={"metavar": "NAME"},
+    ),
+    ServeOption(
+        ("--no-executor", "no_executor"),
+        "Run no jobs here: monitor only (e.g. a second replica).",
+        extra={"is_flag": True, "default": False},
     ),
     ServeOption(
         ("--keep-days",),
@@ -218,20 +226,20 @@ def serve_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+# Options that build_settings takes under the same name and as given.
+PASSED_AS_IS = (
+    "host", "port", "db", "heartbeat_interval", "lost_contact_timeout", "max_concurrent",
+    "executor", "keep_days", "pending_timeout",
+)  # fmt: skip
+
+
 def settings_from_options(**options: Any) -> Settings:
     with settings_errors():
         return build_settings(
-            host=options["host"],
-            port=options["port"],
-            db=options["db"],
+            **{name: options[name] for name in PASSED_AS_IS},
             allowed_hosts=tuple(options["allowed_hosts"]),
-            heartbeat_interval=options["heartbeat_interval"],
-            lost_contact_timeout=options["lost_contact_timeout"],
-            max_concurrent=options["max_concurrent"],
-            run_executor=options["run_executor"],
-            limits={name: options.get(name) for name in LIMIT_VARIABLES},
-            keep_days=options.get("keep_days"),
-            pending_timeout=options.get("pending_timeout"),
+            run_executor=not options["no_executor"],
+            limits={name: options[name] for name in LIMIT_VARIABLES},
         )
 
 

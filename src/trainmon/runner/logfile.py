@@ -64,6 +64,19 @@ def log_path(data_dir: Path, job_id: str) -> Path:
     return data_dir / "logs" / f"{job_id}.log"
 
 
+def diagnostics_path(log: Path) -> Path:
+    """Where a job's supervisor writes its own crashes, beside the job's log."""
+    return log.with_name(log.name.removesuffix(".log") + ".supervisor.log")
+
+
+def remove_log(data_dir: Path, job_id: str) -> None:
+    """Delete a job's log, the trim record and the supervisor's diagnostics beside it."""
+    path = log_path(data_dir, job_id)
+    for leftover in (path, _base_path(path), diagnostics_path(path)):
+        with contextlib.suppress(FileNotFoundError):
+            leftover.unlink()
+
+
 def _base_path(path: Path) -> Path:
     return path.with_name(path.name + ".base")
 

@@ -426,7 +426,13 @@ def init(
     on_cancel: Callable[[], object] | None = None,
     transport: Transport | None = None,
 ) -> Run:
-    """Create the job (or attach to ``$TRAINMON_JOB_ID``) and report it running."""
+    """Create the job (or attach to the runner's ``$TRAINMON_JOB_ID``) and mark it running.
+
+    ``url`` and ``token`` default to ``$TRAINMON_URL``/``$TRAINMON_TOKEN``, then the local
+    server's data directory. Never raises for an unreachable server or a bad token: those are
+    reported once on stderr and the points wait in the journal. ``on_cancel`` is called (once,
+    from ``run.log``) instead of raising ``JobCancelled`` when the job is cancelled.
+    """
     attach_to = os.environ.get("TRAINMON_JOB_ID", "").strip() or None
     if name is None:
         name = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else "script"
@@ -474,7 +480,8 @@ def init(
 
 
 def finish(status: str | None = None, error: str | None = None) -> None:
-    """Finish the current run, if any."""
+    """Finish the current run, if any (``completed``, or ``cancelled`` after a cancel
+    request)."""
     run = current_run()
     if run is not None:
         run.finish(status, error)

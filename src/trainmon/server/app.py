@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import time
@@ -23,13 +24,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.types import Scope
 
+from trainmon.models import Change, Deleted, Subscriber
+from trainmon.runner.executor import executor_factory, executor_hooks
 from trainmon.server.bus import EventBus
 from trainmon.server.errors import install_error_handlers
 from trainmon.server.middleware import GuardMiddleware
-from trainmon.server.routes import auth, docs, events, health, jobs, logs, pages
+from trainmon.server.routes import auth, docs, events, executors, health, jobs, logs, pages
 from trainmon.server.schemas import ProgressIn, Renderer
 from trainmon.server.sessions import FailureLimiter, SessionBook, SignInLinks
-from trainmon.service import Change, Deleted, JobService, Subscriber
+from trainmon.service import JobService
 from trainmon.settings import Settings
 from trainmon.store import Store
 
@@ -152,7 +155,9 @@ def _document_raw_bodies(app: FastAPI) -> None:
 
 
 def create_app(settings: Settings, *, start_executor: bool | None = None) -> FastAPI:
-    run_executor = settings.run_executor if start_executor is None else start_executor
+    if start_executor is not None:
+        settings = dataclasses.replace(settings, run_executor=start_executor)
+    run_executor = settings.run_executor
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -164,24 +169,17 @@ def create_app(settings: Settings, *, start_executor: bool | None = None) -> Fas
             heartbeat_interval=settings.heartbeat_interval,
             lost_contact_timeout=settings.lost_contact_timeout,
             max_metric_keys=settings.max_metric_keys,
+            command_executor=settings.executor,
         )
         render = Renderer(settings.heartbeat_interval, service.clock)
         service.subscribe(_publisher(bus, render))
-        service.data_dir = settings.data_dir
+        # Built even when it runs nothing here (--no-executor): logs are read through it.
+        executor = executor_factory(settings.executor)(service, settings)
+        service.subscribe(executor_hooks(executor))
         app.state.store, app.state.bus, app.state.service = store, bus, service
-        app.state.render = render
+        app.state.render, app.state.executor = render, executor
         app.state.sessions = SessionBook(store, settings)
-        executor = None
         if run_executor:
-            from trainmon.runner.scheduler import LocalExecutor
-
-            executor = LocalExecutor(
-                service,
-                data_dir=settings.data_dir,
-                server_url=settings.url,
-                token=settings.token,
-                max_concurrent=settings.max_concurrent,
-            )
             executor.start()
         period = max(0.2, min(1.0, settings.heartbeat_interval / 4))
         stop = asyncio.Event()
@@ -193,7 +191,7 @@ def create_app(settings: Settings, *, start_executor: bool | None = None) -> Fas
             stop.set()
             await watcher
             await housekeeper
-            if executor is not None:
+            if run_executor:
                 await run_in_threadpool(executor.stop)
             store.dispose()
 
@@ -216,6 +214,7 @@ def create_app(settings: Settings, *, start_executor: bool | None = None) -> Fas
         jobs.router,
         events.router,
         logs.router,
+        executors.router,
         auth.router,
         docs.router,
     ):

@@ -299,6 +299,21 @@ class Store:
         query = query.order_by(jobs.c.created_at, jobs.c.id).limit(limit)
         return [row_to_job(r) for r in conn.execute(query).mappings()]
 
+    def oldest_queued(self, conn: Connection, executor: str) -> Job | None:
+        """The next queued job of ``executor``, locked for this transaction. On PostgreSQL a
+        row another transaction is claiming is skipped, not waited for; SQLite's write
+        transaction already excludes every other claimer."""
+        query = (
+            select(jobs)
+            .where(jobs.c.status == JobStatus.QUEUED.value, jobs.c.executor == executor)
+            .order_by(jobs.c.created_at, jobs.c.id)
+            .limit(1)
+        )
+        if self.dialect == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        row = conn.execute(query).mappings().first()
+        return None if row is None else row_to_job(row)
+
     def count_in(self, conn: Connection, status: JobStatus, *, executor: str) -> int:
         query = select(func.count()).select_from(jobs)
         query = query.where(jobs.c.status == status.value, jobs.c.executor == executor)

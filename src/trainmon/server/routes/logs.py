@@ -1,5 +1,5 @@
 """A runner job's log: the last lines, what came after a byte offset (for ``trainmon logs -f``),
-or the whole file. Reads only; the supervisor writes the file."""
+or the whole file, read through this server's executor (``runner/executor.py``)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
-from trainmon.runner.logfile import iter_all, log_path, read_after, tail_lines
-from trainmon.server.deps import ReadAccess, ServiceDep, SettingsDep
+from trainmon.server.deps import ExecutorDep, ReadAccess, ServiceDep
 
 router = APIRouter(prefix="/api/training", tags=["logs"], dependencies=[ReadAccess])
 
@@ -17,7 +16,7 @@ router = APIRouter(prefix="/api/training", tags=["logs"], dependencies=[ReadAcce
 @router.get("/jobs/{job_id}/logs")
 def job_logs(
     service: ServiceDep,
-    settings: SettingsDep,
+    executor: ExecutorDep,
     job_id: str,
     tail: Annotated[int, Query(ge=0, le=10_000, description="last N lines")] = 100,
     offset: Annotated[
@@ -28,20 +27,19 @@ def job_logs(
     """``{"lines", "size"}``; with ``offset``, ``{"text", "offset", "size"}`` where ``offset``
     is where to ask next. ``size`` counts every byte the job logged. Lines are shown as a
     terminal would: the last ``\\r`` redraw, no colour codes."""
-    job = service.get_job(job_id)  # NotFound -> 404
-    path = log_path(settings.data_dir, job.id)
+    log = executor.logs(service.get_job(job_id))  # NotFound -> 404
     if offset is not None:
-        text, next_offset, size = read_after(path, offset)
+        text, next_offset, size = log.after(offset)
         return {"text": text, "offset": next_offset, "size": size}
-    lines, size = tail_lines(path, tail)
+    lines, size = log.tail(tail)
     return {"lines": lines, "size": size}
 
 
 @router.get("/jobs/{job_id}/logs/download")
-def download_log(service: ServiceDep, settings: SettingsDep, job_id: str) -> StreamingResponse:
+def download_log(service: ServiceDep, executor: ExecutorDep, job_id: str) -> StreamingResponse:
     job = service.get_job(job_id)
     return StreamingResponse(
-        iter_all(log_path(settings.data_dir, job.id)),
+        executor.logs(job).chunks(),
         media_type="text/plain; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{job.id}.log"'},
     )

@@ -1,10 +1,12 @@
-"""The in-server local executor: starts queued local jobs in creation order, at most
-``max_concurrent`` at a time, each under a supervisor process of its own; on start (and every
-few seconds) fails running jobs whose supervisor is gone.
+"""The local executor: starts queued local jobs in creation order, at most ``slots()``
+at a time (default: one per GPU, else one), each under a supervisor process of its own
+(``runner/supervisor.py``); on start (and every few seconds) fails running jobs whose
+supervisor is gone, after killing what is left of their training.
 
-Handover protocol: the supervisor is spawned first, the job is then marked running with the
-supervisor's PID and start time, and only then does the supervisor get the command on stdin.
-If the job was cancelled in between, the supervisor gets EOF and runs nothing.
+Handover protocol: the job is claimed first (queued -> running in the store), its supervisor
+is spawned, its PID and start time are recorded, and only then does the supervisor get the
+command on stdin. If the job was cancelled in between, it ends cancelled there, and the
+supervisor gets EOF and runs nothing.
 """
 
 from __future__ import annotations
@@ -19,13 +21,17 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 from trainmon.errors import Conflict, TrainmonError
 from trainmon.models import Job
 from trainmon.runner import proc
+from trainmon.runner.executor import Executor, ExecutorService, FileLog, Resources
 from trainmon.runner.gpus import choose_max_concurrent, count_gpus
-from trainmon.runner.logfile import log_path, private_dirs
+from trainmon.runner.logfile import diagnostics_path, log_path, private_dirs, remove_log
+
+if TYPE_CHECKING:
+    from trainmon.settings import Settings
 
 log = logging.getLogger("trainmon.runner")
 
@@ -33,26 +39,14 @@ Clock = Callable[[], float]
 SUPERVISOR = (sys.executable, "-m", "trainmon.runner.supervisor")
 TICK_SECONDS = 0.25
 RECONCILE_SECONDS = 2.0
+# A running job with no supervisor recorded is mid-handover for this long (another server on
+# the same database may be starting it); after that its starter is taken to be gone.
+HANDOVER_SECONDS = 30.0
 
 # Supervisors this process spawned and has not reaped yet. Shared by every executor in the
 # process, so one stopped and started again (tests, a reload) still reaps its predecessor's.
 _spawned: set[int] = set()
 _spawned_lock = threading.Lock()
-
-
-class ExecutorService(Protocol):
-    """What the executor needs of ``trainmon.service.JobService``."""
-
-    def claim_next_queued(self) -> Job | None: ...
-    def mark_launched(self, job_id: str, pid: int, pid_start: int) -> Job: ...
-    def running_local_jobs(self) -> list[Job]: ...
-    def count_running_local(self) -> int: ...
-    def fail(self, job_id: str, error: str, exit_code: int | None = None) -> Job: ...
-    def record_training_pgid(self, job_id: str, pgid: int) -> Job: ...
-
-
-def default_max_concurrent() -> int:
-    return choose_max_concurrent(count_gpus())
 
 
 def reap_spawned() -> list[int]:
@@ -93,8 +87,10 @@ def orphan_scope(job: Job, stat: proc.ProcStat | None) -> tuple[int | None, int 
 
 
 class LocalExecutor:
-    """``start()`` reconciles, then ticks in a daemon thread; ``stop()`` ends the thread and
+    """``start()`` reconciles, then polls in a daemon thread; ``stop()`` ends the thread and
     leaves running supervisors (and their trainings) alone."""
+
+    name = "local"
 
     def __init__(
         self,
@@ -108,14 +104,17 @@ class LocalExecutor:
         reconcile_seconds: float = RECONCILE_SECONDS,
         supervisor: Sequence[str] = SUPERVISOR,
         clock: Clock = time.monotonic,
+        wall_clock: Clock = time.time,
+        gpu_counter: Callable[[], int] = count_gpus,
     ) -> None:
         self.service = service
         self.data_dir = data_dir
         self.server_url = server_url.rstrip("/")
         self.token = token
-        self.max_concurrent = max(
-            1, max_concurrent if max_concurrent is not None else default_max_concurrent()
-        )
+        self._max_concurrent = None if max_concurrent is None else max(1, max_concurrent)
+        self._gpu_counter = gpu_counter
+        self._gpus: int | None = None
+        self.wall_clock = wall_clock
         self.tick_seconds = tick_seconds
         self.reconcile_seconds = reconcile_seconds
         self.supervisor = tuple(supervisor)
@@ -123,6 +122,38 @@ class LocalExecutor:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_reconcile: float | None = None
+
+    def gpus(self) -> int:
+        """GPUs ``nvidia-smi`` lists, asked once, when first needed (not while settings are
+        built: it can take seconds)."""
+        if self._gpus is None:
+            self._gpus = self._gpu_counter()
+        return self._gpus
+
+    def slots(self) -> int:
+        """Jobs run at once: as set, else one per GPU (at least one)."""
+        if self._max_concurrent is None:
+            self._max_concurrent = choose_max_concurrent(self.gpus())
+        return self._max_concurrent
+
+    def resources(self) -> Resources:
+        return Resources(
+            name=self.name,
+            slots=self.slots(),
+            running=self.service.count_running(self.name),
+            gpus=self.gpus(),
+        )
+
+    def logs(self, job: Job) -> FileLog:
+        return FileLog(log_path(self.data_dir, job.id))
+
+    def cancel(self, job: Job) -> None:
+        """Nothing to send: the supervisor heartbeats every 0.5 s and the answer carries
+        ``cancelRequested``; it then stops the training's process group itself."""
+
+    def discard(self, job_id: str) -> None:
+        """A job was deleted: its log files go too."""
+        remove_log(self.data_dir, job_id)
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -142,7 +173,7 @@ class LocalExecutor:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self._guarded(self.tick)
+            self._guarded(self.poll)
             self._stop.wait(self.tick_seconds)
 
     @staticmethod
@@ -154,32 +185,34 @@ class LocalExecutor:
 
     # -- one pass -----------------------------------------------------------------------
 
-    def tick(self) -> list[Job]:
-        """Reap, reconcile now and then, and launch what fits; the jobs launched."""
+    def poll(self) -> list[Job]:
+        """Reap, reconcile now and then, and claim and submit what fits; the jobs started."""
         reap_spawned()
         now = self.clock()
         if self._last_reconcile is None or now - self._last_reconcile >= self.reconcile_seconds:
             self._last_reconcile = now
             self.reconcile()
         self.record_pgids()
-        launched: list[Job] = []
-        while not self._stop.is_set() and self.service.count_running_local() < self.max_concurrent:
-            job = self.service.claim_next_queued()
+        started: list[Job] = []
+        while not self._stop.is_set() and self.service.count_running(self.name) < self.slots():
+            job = self.service.claim_next_queued(self.name)
             if job is None:
                 break
-            started = self.launch(job)
-            if started is not None:
-                launched.append(started)
-        return launched
+            running = self.submit(job)
+            if running is not None:
+                started.append(running)
+        return started
 
     def reconcile(self) -> list[Job]:
         """Fail running local jobs whose supervisor is gone (or whose PID now belongs to
         another process); the jobs failed."""
         reap_spawned()
         failed: list[Job] = []
-        for job in self.service.running_local_jobs():
+        for job in self.service.running_jobs_of(self.name):
             pid, start = job.supervisor_pid, job.supervisor_start
             if pid is not None and proc.is_alive(pid, start):
+                continue
+            if pid is None and self._in_handover(job):
                 continue
             # Its training must not outlive it (the slot would be free while the GPU is not):
             # kill what is left of the job, and mark it failed only once that is all gone.
@@ -198,7 +231,7 @@ class LocalExecutor:
         """Store the training's process group of running jobs that have none stored yet."""
         missing = [
             j
-            for j in self.service.running_local_jobs()
+            for j in self.service.running_jobs_of(self.name)
             if j.training_pgid is None and j.supervisor_pid is not None
         ]
         if not missing:
@@ -213,8 +246,13 @@ class LocalExecutor:
                 with contextlib.suppress(TrainmonError):
                     self.service.record_training_pgid(job.id, pgid)
 
-    def launch(self, job: Job) -> Job | None:
-        """Start ``job``'s supervisor and hand it the job; ``None`` if it did not start."""
+    def _in_handover(self, job: Job) -> bool:
+        started = job.started_at if job.started_at is not None else job.updated_at
+        return self.wall_clock() - started < HANDOVER_SECONDS
+
+    def submit(self, job: Job) -> Job | None:
+        """Start a claimed job's supervisor and hand it the job; ``None`` if it did not
+        start (it is then failed with the reason, or it was cancelled meanwhile)."""
         command = job.command
         if command is None:
             self._fail_quietly(job, "a local job without a command")
@@ -222,14 +260,14 @@ class LocalExecutor:
         path = log_path(self.data_dir, job.id)
         try:
             private_dirs(path.parent)
-            pid, stdin = self._spawn(job, path.with_name(f"{job.id}.supervisor.log"))
+            pid, stdin = self._spawn(job, diagnostics_path(path))
         except OSError as exc:
             self._fail_quietly(job, f"could not start the supervisor: {exc}")
             return None
         start = proc.start_time(pid)
         try:
             running = self.service.mark_launched(job.id, pid, start if start is not None else 0)
-        except Conflict:
+        except Conflict:  # cancelled since the claim (and now ended so)
             os.close(stdin)  # EOF: the supervisor exits without running anything
             self._kill(pid)
             return None
@@ -301,3 +339,14 @@ class LocalExecutor:
     def _fail_quietly(self, job: Job, error: str) -> None:
         with contextlib.suppress(TrainmonError):
             self.service.fail(job.id, error)
+
+
+def create(service: ExecutorService, settings: Settings) -> Executor:
+    """The registered factory (``runner/executor.py``)."""
+    return LocalExecutor(
+        service,
+        data_dir=settings.data_dir,
+        server_url=settings.url,
+        token=settings.token,
+        max_concurrent=settings.max_concurrent,
+    )
