@@ -65,24 +65,14 @@ def check_transition(current: JobStatus, target: JobStatus) -> None:
         raise Conflict(f"a {current.value} job cannot become {target.value}")
 
 
-def parse_status_filter(value: str | None) -> frozenset[JobStatus] | None:
-    """``None`` for no filter, ``active`` for the active set, else one status; ``ValueError``."""
-    if value is None or value == "":
-        return None
-    if value == "active":
-        return ACTIVE
-    try:
-        return frozenset({JobStatus(value)})
-    except ValueError:
-        allowed = ", ".join(["active", *(s.value for s in JobStatus)])
-        raise ValueError(f"unknown status {value!r}; use one of: {allowed}") from None
-
-
 def derive_progress(current_step: int | None, total_steps: int | None) -> float | None:
     """Percent done from steps, clamped to 0-100; ``None`` when it cannot be known."""
     if current_step is None or not total_steps or total_steps <= 0:
         return None
     return max(0.0, min(100.0, 100.0 * current_step / total_steps))
+
+
+STALE_HEARTBEATS = 2  # a running job that missed this many heartbeats is shown as stale
 
 
 def is_stale(
@@ -91,7 +81,7 @@ def is_stale(
     """A running job whose reporter has missed two heartbeats."""
     if status is not JobStatus.RUNNING or last_seen is None:
         return False
-    return now - last_seen > 2 * heartbeat_interval
+    return now - last_seen > STALE_HEARTBEATS * heartbeat_interval
 
 
 # JSON has no NaN or infinities; a diverged loss travels as these strings.

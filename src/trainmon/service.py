@@ -4,10 +4,6 @@ change."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-import math
 import time
 import uuid
 from collections.abc import Callable
@@ -16,8 +12,10 @@ from dataclasses import dataclass, field, replace
 from sqlalchemy import Connection
 
 from trainmon.errors import BadRequest, Conflict, NotFound, ValidationFailed
+from trainmon.job_query import JobQuery, QueryError, decode_cursor, encode_cursor
 from trainmon.models import (
     ACTIVE,
+    STALE_HEARTBEATS,
     Change,
     Command,
     Deleted,
@@ -43,6 +41,7 @@ from trainmon.store.store import encode_chunk
 Clock = Callable[[], float]
 
 
+ALL_JOBS = JobQuery()
 PRUNE_BATCH = 100  # jobs deleted per transaction: ingest never waits long for the write lock
 
 
@@ -73,35 +72,19 @@ class JobCreate:
 @dataclass(frozen=True, slots=True)
 class Page:
     jobs: list[Job]
-    total: int
+    total: int  # exact if total_exact, else "at least this many"
+    total_exact: bool
     next_cursor: str | None
+
+
+# A list counts its jobs this far and no further: the count never costs more than the page.
+COUNT_CAP = 10_000
 
 
 @dataclass(frozen=True, slots=True)
 class ReportResult:
     applied: bool
     job: Job
-
-
-def encode_cursor(job: Job) -> str:
-    raw = json.dumps([job.created_at, job.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[float, str]:
-    """Inverse of ``encode_cursor``; ``BadRequest`` for anything a client made up."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created, job_id = json.loads(raw)
-        if isinstance(created, bool) or not isinstance(created, int | float):
-            raise ValueError(created)
-        if not math.isfinite(created) or not isinstance(job_id, str) or not is_job_id(job_id):
-            raise ValueError(job_id)
-        return float(created), job_id
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise BadRequest(
-            "invalid cursor: pass back the nextCursor of a previous page", field="cursor"
-        ) from None
 
 
 class JobService:
@@ -150,19 +133,25 @@ class JobService:
         return self.store.get_job(conn, job_id, lock=lock) if is_job_id(job_id) else None
 
     def list_jobs(
-        self, statuses: frozenset[JobStatus] | None, limit: int = 100, cursor: str | None = None
+        self, query: JobQuery = ALL_JOBS, limit: int = 100, cursor: str | None = None
     ) -> Page:
-        after = decode_cursor(cursor) if cursor else None
+        """A page of jobs; ``BadRequest`` for a cursor that is not this query's."""
+        try:
+            after = decode_cursor(query, cursor) if cursor else None
+        except QueryError as exc:
+            raise BadRequest(str(exc), field=exc.field) from None
         with self.store.read() as conn:
-            found, total = self.store.list_jobs(conn, statuses, limit + 1, after)
+            total = self.store.count_jobs(conn, query, COUNT_CAP)
+            found = self.store.list_jobs(conn, query, limit + 1, after, matching=total)
         more = len(found) > limit
         found = found[:limit]
-        return Page(found, total, encode_cursor(found[-1]) if more and found else None)
+        next_cursor = encode_cursor(query, found[-1]) if more and found else None
+        return Page(found, min(total, COUNT_CAP), total <= COUNT_CAP, next_cursor)
 
     def dashboard_jobs(self) -> list[Job]:
         """Active jobs, then the ones that finished in the last hour (newest first)."""
         with self.store.read() as conn:
-            active, _ = self.store.list_jobs(conn, ACTIVE, 10_000, None)
+            active = self.store.list_jobs(conn, JobQuery(statuses=ACTIVE), 10_000, None)
             recent = self.store.finished_since(conn, self.clock() - RECENT_SECONDS)
         return active + recent
 
@@ -300,10 +289,6 @@ class JobService:
             raise Conflict(f"job {job_id!r} was cancelled before it started")
         return job
 
-    def running_jobs(self) -> list[Job]:
-        with self.store.read() as conn:
-            return self.store.jobs_in(conn, JobStatus.RUNNING)
-
     def running_jobs_of(self, executor: str) -> list[Job]:
         with self.store.read() as conn:
             return self.store.jobs_in(conn, JobStatus.RUNNING, executor=executor)
@@ -335,12 +320,14 @@ class JobService:
     def reap_lost_contact(self, alive_since: float) -> list[Job]:
         """Fail running jobs silent for longer than the timeout. ``alive_since`` is when this
         server started: a reporter cannot have reached a server that was down."""
+        now = self.clock()
+        if now - alive_since <= self.lost_contact_timeout:
+            return []  # nobody can have been silent that long at this server yet
+        with self.store.read() as conn:
+            candidates = self.store.running_seen_before(conn, now - self.lost_contact_timeout)
         failed: list[Job] = []
-        # Only a job already silent in this read takes the write lock (this runs every second,
-        # beside ingest), and the check is repeated under the lock in case it just reported.
-        for candidate in self.running_jobs():
-            if self._silence(candidate, self.clock(), alive_since) <= self.lost_contact_timeout:
-                continue
+        # The check is repeated under the write lock in case the job just reported.
+        for candidate in candidates:
             with self.store.write() as conn:
                 job = self.store.get_job(conn, candidate.id, lock=True)
                 now = self.clock()
@@ -355,6 +342,18 @@ class JobService:
             self._publish(job)
             failed.append(job)
         return failed
+
+    def announce_newly_stale(self, since: float | None) -> float:
+        """Tell subscribers of running jobs that turned stale (two heartbeats missed) since
+        the last call, whose returned value is passed back as ``since``. Each job is read once
+        when it crosses the line, not every round while it stays silent."""
+        line = self.clock() - STALE_HEARTBEATS * self.heartbeat_interval
+        with self.store.read() as conn:
+            crossed = self.store.running_seen_before(conn, line, since=since)
+        for job in crossed:
+            if job.last_seen_at is not None:  # never heard from: not "stale" (is_stale)
+                self.announce(job)
+        return line
 
     @staticmethod
     def _silence(job: Job, now: float, alive_since: float) -> float:

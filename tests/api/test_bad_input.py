@@ -156,7 +156,10 @@ CASES = [
         status=400,
     ),
     # -- list: filters, limits, cursors
-    listing("unknown status filter", 422, status="finished"),
+    listing("unknown status filter", 422, status="done"),
+    listing("unknown sort field", 422, sort="size"),
+    listing("bad createdSince", 422, createdSince="yesterday"),
+    listing("search text too long", 422, q="x" * 500),
     listing("status filter in capitals", 422, status="RUNNING"),
     listing("limit 0", 422, limit=0),
     listing("limit 501", 422, limit=501),

@@ -159,7 +159,12 @@ def test_list_is_newest_first_with_total(client: TestClient) -> None:
 
 
 def test_list_of_an_empty_store(client: TestClient) -> None:
-    assert client.get(JOBS).json() == {"jobs": [], "total": 0, "nextCursor": None}
+    assert client.get(JOBS).json() == {
+        "jobs": [],
+        "total": 0,
+        "totalExact": True,
+        "nextCursor": None,
+    }
 
 
 def test_list_filters_by_one_status_and_by_active(client: TestClient) -> None:
@@ -524,3 +529,84 @@ def test_metrics_are_kept_per_job(client: TestClient) -> None:
     # Numbered from 1 per job, oldest first.
     assert [p["seq"] for p in points(client, one["id"])] == [1, 2]
     assert [p["seq"] for p in points(client, two["id"])] == [1]
+
+
+# -- filter, search, sort (issue 11) -------------------------------------------------------
+
+
+def finished(client: TestClient, name: str, status: str, loss: float, **body: Any) -> str:
+    job_id = create(client, name, **body)["id"]
+    report(client, job_id, 0, status="running", currentStep=5, totalSteps=10, loss=loss)
+    report(
+        client,
+        job_id,
+        1,
+        status=status,
+        **({"error": f"{name} broke"} if status == "failed" else {}),
+    )
+    return job_id
+
+
+def ids_of(response: Any) -> list[str]:
+    assert response.status_code == 200, response.text
+    return [job["id"] for job in response.json()["jobs"]]
+
+
+def test_filters_combine_over_http(client: TestClient) -> None:
+    a = finished(client, "llama-lora-a", "failed", 0.9, tags=["sweep-3", "lora"])
+    b = finished(client, "llama-lora-b", "cancelled", 0.2, tags=["sweep-3"])
+    c = finished(client, "mlp", "completed", 0.5, tags=["sweep-3"])
+    d = create(client, "llama-queued", tags=["lora"])["id"]
+    both = {"status": "failed,cancelled"}
+    assert set(ids_of(client.get(JOBS, params=both))) == {a, b}
+    assert ids_of(client.get(JOBS, params={**both, "sort": "loss"})) == [b, a]
+    assert ids_of(client.get(JOBS, params={"q": "LORA", "sort": "name"})) == [a, b, d]
+    assert ids_of(client.get(JOBS, params=[("tag", "sweep-3"), ("tag", "lora")])) == [a]
+    assert ids_of(client.get(JOBS, params={"q": "a broke"})) == [a], "the error text is searched"
+    assert ids_of(client.get(JOBS, params={"status": "finished", "sort": "-loss"})) == [a, c, b]
+    assert ids_of(client.get(JOBS, params={"status": "active", "q": "llama"})) == [d]
+    assert set(ids_of(client.get(JOBS, params={"ids": f"{a},{d}"}))) == {a, d}
+    page = client.get(JOBS, params={"tag": "sweep-3", "limit": 2}).json()
+    assert page["total"] == 3 and page["totalExact"] is True
+    rest = client.get(JOBS, params={"tag": "sweep-3", "limit": 2, "cursor": page["nextCursor"]})
+    assert ids_of(rest) == [a]
+
+
+def test_created_since_and_until(client: TestClient) -> None:
+    job = create(client, "now")
+    assert ids_of(client.get(JOBS, params={"createdSince": "2000-01-01"})) == [job["id"]]
+    assert ids_of(client.get(JOBS, params={"createdSince": "2999-01-01T00:00:00Z"})) == []
+    assert ids_of(client.get(JOBS, params={"createdUntil": "2000-01-01T00:00:00Z"})) == []
+    assert ids_of(client.get(JOBS, params={"createdUntil": "2999-01-01T00:00:00+02:00"})) == [
+        job["id"]
+    ]
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [({"sort": "size"}, "sort"), ({"sort": "-"}, "sort"), ({"status": "done"}, "status"),
+     ({"createdSince": "yesterday"}, "createdSince"), ({"createdUntil": "2026-02-30"},
+     "createdUntil"), ({"q": "x" * 500}, "q"), ({"ids": "not an id"}, "ids"),
+     ({"tag": [f"t{i}" for i in range(11)]}, "tag")],
+)  # fmt: skip
+def test_bad_list_parameters_are_422_with_the_field(
+    client: TestClient, params: dict[str, Any], field: str
+) -> None:
+    response = client.get(JOBS, params=params)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "validation_error" and error["field"] == field, error
+
+
+def test_a_cursor_is_bound_to_its_query(client: TestClient) -> None:
+    for i in range(4):
+        create(client, f"j{i}")
+    cursor = client.get(JOBS, params={"limit": 2, "sort": "name"}).json()["nextCursor"]
+    assert (
+        client.get(JOBS, params={"limit": 2, "sort": "name", "cursor": cursor}).status_code == 200
+    )
+    for other in ({"sort": "-name"}, {"sort": "createdAt"}, {"sort": "name", "q": "j"}):
+        response = client.get(JOBS, params={"limit": 2, "cursor": cursor, **other})
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert error["field"] == "cursor" and "another query" in error["message"]

@@ -305,10 +305,10 @@ def test_shutdown_does_not_close_the_store_under_the_liveness_watcher(
     "connection was deleted while still open", a failure under warnings-as-errors)."""
     inside, disposed, returned = threading.Event(), threading.Event(), threading.Event()
     overlapped: list[bool] = []
-    original_running, original_dispose = JobService.running_jobs, Store.dispose
+    original_check, original_dispose = JobService.announce_newly_stale, Store.dispose
 
-    def running_jobs(self: JobService) -> Any:
-        found = original_running(self)
+    def announce_newly_stale(self: JobService, since: float | None) -> Any:
+        found = original_check(self, since)
         inside.set()
         # Hold the call open until the store is disposed, or 2 s if shutdown waits for us.
         overlapped.append(disposed.wait(timeout=2))
@@ -319,7 +319,7 @@ def test_shutdown_does_not_close_the_store_under_the_liveness_watcher(
         disposed.set()
         original_dispose(self)
 
-    monkeypatch.setattr(JobService, "running_jobs", running_jobs)
+    monkeypatch.setattr(JobService, "announce_newly_stale", announce_newly_stale)
     monkeypatch.setattr(Store, "dispose", dispose)
     settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'w.db'}", heartbeat_interval=0.1)
     with TestClient(create_app(settings), base_url="http://127.0.0.1"):

@@ -15,6 +15,7 @@ from click.testing import CliRunner, Result
 
 from live import LiveServer, free_port
 from trainmon.cli import main
+from trainmon.cli.jobs import since_param
 
 JOBS = "/api/training/jobs"
 
@@ -104,7 +105,7 @@ def test_ls_json_is_the_api_page(server: LiveServer, api: httpx.Client) -> None:
     result = run(server.url, "ls", "--json", "--limit", "500")
     assert result.exit_code == 0, result.output
     page = json.loads(result.output)
-    assert set(page) == {"jobs", "total", "nextCursor"}
+    assert set(page) == {"jobs", "total", "totalExact", "nextCursor"}
     assert job["id"] in [j["id"] for j in page["jobs"]]
 
 
@@ -119,7 +120,40 @@ def test_ls_filters_by_status(server: LiveServer, api: httpx.Client) -> None:
 def test_ls_says_so_when_nothing_matches(server: LiveServer) -> None:
     result = run(server.url, "ls", "--status", "queued")  # nothing here is ever queued
     assert result.exit_code == 0
-    assert result.output.startswith("No jobs.")
+    assert result.output.startswith("No jobs match.")
+
+
+def test_ls_searches_tags_since_sorts_and_pages_through_all(
+    server: LiveServer, api: httpx.Client
+) -> None:
+    tagged = [new_job(api, "failed", name=f"lora-{i}", tags=["sweep-9"]) for i in range(3)]
+    other = new_job(api, name="plain-mlp")
+    result = run(server.url, "ls", "--tag", "sweep-9", "--q", "LORA", "--since", "1h",
+                 "--sort", "name", "--limit", "1", "--all", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert [j["id"] for j in json.loads(result.output)["jobs"]] == [j["id"] for j in tagged]
+    result = run(server.url, "ls", "--status", "failed,cancelled", "--q", "plain", "--json")
+    assert other["id"] not in result.output
+    result = run(server.url, "ls", "--since", "2999-01-01", "--json")
+    assert json.loads(result.output)["jobs"] == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--since", "yesterday"], "use a duration back from now"),
+     (["--sort", "size"], "unknown sort field"), (["--status", "done,failed"], "unknown status")],
+)  # fmt: skip
+def test_ls_bad_filters_are_one_line(server: LiveServer, args: list[str], message: str) -> None:
+    result = run(server.url, "ls", *args)
+    assert result.exit_code != 0 and message in result.output, result.output
+    assert "Traceback" not in result.output
+
+
+def test_since_param() -> None:
+    assert since_param("24h", 86_400 * 2) == "1970-01-02T00:00:00+00:00"
+    assert since_param("2026-12-01", 0) == "2026-12-01"
+    with pytest.raises(click.BadParameter):
+        since_param("soon", 0)
 
 
 def test_ls_shows_how_many_were_left_out(server: LiveServer, api: httpx.Client) -> None:

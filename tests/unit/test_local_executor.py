@@ -92,7 +92,7 @@ def executor(service: JobService, tmp_path: Path) -> Iterator[LocalExecutor]:
     )  # fmt: skip
     yield ex
     ex.stop()
-    for job in service.list_jobs(None, limit=1000).jobs:
+    for job in service.list_jobs(limit=500).jobs:
         if job.supervisor_pid:
             kill_session(job.supervisor_pid)
     wait_for(lambda: not reap_spawned() and not _unreaped(), "stand-ins to be reaped", 30)

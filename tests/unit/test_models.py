@@ -16,7 +16,6 @@ from trainmon.models import (
     float_to_json,
     is_job_id,
     is_stale,
-    parse_status_filter,
 )
 
 S = JobStatus
@@ -48,21 +47,6 @@ def test_terminal_states_are_final() -> None:
         assert status.is_terminal and not status.is_active
         assert not any(can_transition(status, target) for target in JobStatus)
     assert {s for s in JobStatus if s.is_active} == ACTIVE == {S.PENDING, S.QUEUED, S.RUNNING}
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [(None, None), ("", None), ("active", ACTIVE), ("running", frozenset({S.RUNNING})),
-     ("cancelled", frozenset({S.CANCELLED}))],
-)  # fmt: skip
-def test_status_filter(value: str | None, expected: frozenset[JobStatus] | None) -> None:
-    assert parse_status_filter(value) == expected
-
-
-@pytest.mark.parametrize("value", ["Running", "done", "active ", "*"])
-def test_unknown_status_filter_names_the_choices(value: str) -> None:
-    with pytest.raises(ValueError, match="use one of: active, pending"):
-        parse_status_filter(value)
 
 
 @pytest.mark.parametrize(

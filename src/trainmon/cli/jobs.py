@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -13,6 +14,7 @@ from rich.table import Table
 from trainmon.cli.common import api, shown, url_option
 from trainmon.client import ClientError
 from trainmon.presentation import format_elapsed, format_loss, format_steps
+from trainmon.settings import SettingsError, parse_duration
 from trainmon.terminal import terminal_text
 
 STATUS_STYLE = {
@@ -52,32 +54,85 @@ def print_jobs(jobs: list[dict[str, Any]], console: Console) -> None:
     console.print(table)
 
 
+def since_param(text: str, now: float) -> str:
+    """``--since``: a duration back from now (``24h``, ``7d``, ``90m``) or an ISO date/time,
+    as the API's ``createdSince``; ``click.BadParameter`` for anything else."""
+    try:
+        seconds = parse_duration(text)
+    except SettingsError:
+        try:
+            datetime.fromisoformat(text.strip())
+        except ValueError:
+            raise click.BadParameter(
+                f"{text!r}: use a duration back from now (24h, 7d, 90m) or an ISO date"
+            ) from None
+        return text.strip()
+    return datetime.fromtimestamp(now - seconds, UTC).isoformat()
+
+
 @click.command("ls")
 @click.option(
     "--status",
     default=None,
-    help="active, or one of pending, queued, running, completed, failed, cancelled.",
+    help="Comma list of statuses (pending, queued, running, completed, failed, cancelled), "
+    "or active, or finished.",
+)
+@click.option("--tag", "tags", multiple=True, help="Jobs with this tag (repeatable: all of them).")
+@click.option("--q", "text", default=None, help="Text in the name, id, tags or error (any case).")
+@click.option("--since", default=None, help="Created since: 24h, 7d, 90m, or an ISO date.")
+@click.option(
+    "--sort",
+    default="-createdAt",
+    show_default=True,
+    help="createdAt, startedAt, finishedAt, duration, name, status, progress or loss; a "
+    "leading - sorts descending.",
 )
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 500))
+@click.option("--all", "every", is_flag=True, help="Every matching job, page after page.")
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
 @url_option
-def ls_command(status: str | None, limit: int, as_json: bool, url: str | None) -> None:
-    """List jobs, newest first."""
-    params: dict[str, Any] = {"limit": limit}
-    if status:
-        params["status"] = status
+def ls_command(
+    status: str | None,
+    tags: tuple[str, ...],
+    text: str | None,
+    since: str | None,
+    sort: str,
+    limit: int,
+    every: bool,
+    as_json: bool,
+    url: str | None,
+) -> None:
+    """List jobs, newest first (or as --sort says)."""
+    params: dict[str, Any] = {"limit": 500 if every else limit, "sort": sort}
+    for name, value in (("status", status), ("q", text), ("tag", list(tags))):
+        if value:
+            params[name] = value
+    if since:
+        params["createdSince"] = since_param(since, time.time())
+    found: list[dict[str, Any]] = []
     with api(url) as client:
-        page = client.json("GET", "/api/training/jobs", params=params)
+        while True:
+            page = client.json("GET", "/api/training/jobs", params=params)
+            found += page["jobs"]
+            if not every or not page["nextCursor"]:
+                break
+            params["cursor"] = page["nextCursor"]
     if as_json:
-        click.echo(json.dumps(page, indent=2))
+        click.echo(json.dumps({**page, "jobs": found} if every else page, indent=2))
         return
-    if not page["jobs"]:
-        click.echo("No jobs. Start one with: trainmon run -- python train.py")
+    if not found:
+        filtered = any(params.get(k) for k in ("status", "q", "tag", "createdSince"))
+        click.echo(
+            "No jobs match."
+            if filtered
+            else "No jobs. Start one with: trainmon run -- python train.py"
+        )
         return
     console = Console()
-    print_jobs(page["jobs"], console)
-    if page["total"] > len(page["jobs"]):
-        console.print(f"[dim]{len(page['jobs'])} of {page['total']} jobs shown[/]")
+    print_jobs(found, console)
+    total = f"{page['total']:,}" + ("" if page.get("totalExact", True) else "+")
+    if not every and len(found) < page["total"]:
+        console.print(f"[dim]{len(found)} of {total} jobs shown (--all for every one)[/]")
 
 
 @click.command("status")

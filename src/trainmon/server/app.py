@@ -91,9 +91,11 @@ def _publisher(bus: EventBus, render: Renderer) -> Subscriber:
 async def _watch_liveness(
     service: JobService, started: float, period: float, stop: asyncio.Event
 ) -> None:
-    """Fail jobs that lost contact, and tell viewers when a running job turns stale. Stops
-    between rounds (not by cancel), so no database call is cut off while the store closes."""
-    stale: set[str] = set()
+    """Fail jobs that lost contact, and tell viewers when a running job turns stale. Each round
+    reads only jobs past a deadline (an index range), so it costs the same at 10 jobs or 100k.
+    Stops between rounds (not by cancel), so no database call is cut off while the store
+    closes."""
+    stale_line: float | None = None
     while True:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), period)
@@ -101,13 +103,7 @@ async def _watch_liveness(
             return
         try:  # a database hiccup must not end the watcher, nor pass unseen
             await run_in_threadpool(service.reap_lost_contact, started)
-            running = await run_in_threadpool(service.running_jobs)
-            now = service.clock()
-            flagged = {job.id for job in running if service.is_stale(job, now)}
-            for job in running:
-                if (job.id in flagged) != (job.id in stale):
-                    service.announce(job)
-            stale = flagged
+            stale_line = await run_in_threadpool(service.announce_newly_stale, stale_line)
         except Exception:
             log.exception("liveness check failed; retrying in %g s", period)
 

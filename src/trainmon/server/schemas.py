@@ -35,7 +35,7 @@ from trainmon.models import (
 )
 from trainmon.reporting import LOSS, ProgressReport
 from trainmon.service import JobCreate
-from trainmon.store.store import UnreadableJson
+from trainmon.store.rows import UnreadableJson
 
 MAX_STEP = 2**63 - 1
 MAX_POINTS = 100_000

@@ -1,30 +1,34 @@
-"""SQL for jobs, points and batches. Knows SQL, nothing of HTTP or of the state machine."""
+"""SQL for jobs, points and batches. Knows SQL, nothing of HTTP or of the state machine. How a
+job maps to its row is ``store/rows.py``."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Engine, RowMapping, and_, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Select,
+    and_,
+    func,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
-from trainmon.jsonlimits import MAX_RENDER_DEPTH, json_problem
-from trainmon.models import TERMINAL, Command, Job, JobStatus, Point, StoredPoint
+from trainmon.job_query import JobQuery, SortValue
+from trainmon.models import TERMINAL, Job, JobStatus, Point, StoredPoint
 from trainmon.store.engine import is_sqlite, make_engine
 from trainmon.store.migrations import upgrade
-from trainmon.store.tables import batches, jobs, point_chunks, sessions
-
-
-def float_to_text(value: float | None) -> str | None:
-    return None if value is None else repr(value)
-
-
-def text_to_float(value: str | None) -> float | None:
-    return None if value is None else float(value)
-
+from trainmon.store.rows import job_to_row, row_to_job
+from trainmon.store.search import search_condition
+from trainmon.store.tables import batches, job_tags, jobs, point_chunks, sessions
 
 # allow_nan: JSON's NaN/Infinity literals survive a round trip through json.loads.
 _dumps = json.JSONEncoder(allow_nan=True, separators=(",", ":")).encode
@@ -92,125 +96,9 @@ def decode_chunk(first_seq: int, data: str) -> list[StoredPoint]:
     ]
 
 
-def _json_loads(text: str | None, default: Any) -> Any:
-    return default if text is None else json.loads(text)
-
-
-class UnreadableJson(dict[str, Any]):
-    """An empty config standing in for JSON columns of a row that cannot be decoded (written
-    around the API): the job still lists, with the reason, and saving the job writes the
-    stored text of those columns back unchanged."""
-
-    def __init__(self, raw: dict[str, str | None], reason: str) -> None:
-        super().__init__()
-        self.raw = raw
-        self.reason = reason
-
-
-_JSON_COLUMNS = ("config", "tags", "metrics", "command")
-
-
-@lru_cache(maxsize=256)
-def _stored_config_problem(text: str) -> str | None:
-    """Checked once per distinct text: a job's config never changes and its row is read on
-    every report. (256 entries: at most 16 MiB of 64 KiB configs held.)"""
-    problem = json_problem(json.loads(text), max_depth=MAX_RENDER_DEPTH)
-    return None if problem is None else f"stored config {problem}"
-
-
-def _decoded_json_columns(row: RowMapping) -> tuple[dict[str, Any], UnreadableJson | None]:
-    decoded: dict[str, Any] = {}
-    failed: dict[str, str | None] = {}
-    reasons: list[str] = []
-    for name in _JSON_COLUMNS:
-        try:
-            value = _json_loads(row[name], None)
-            if name == "command" and value is not None:
-                value = Command(argv=tuple(value["argv"]), cwd=value.get("cwd"), env=value["env"])
-            decoded[name] = value
-            problem = _stored_config_problem(row[name]) if name == "config" and value else None
-            if problem is not None:
-                failed[name] = row[name]
-                reasons.append(problem)
-        except (ValueError, TypeError, KeyError, RecursionError) as exc:
-            failed[name] = row[name]
-            kind = "nested too deeply" if isinstance(exc, RecursionError) else "not valid JSON"
-            reasons.append(f"stored {name} is {kind}")
-    if not failed:
-        return decoded, None
-    # The config column is replaced by the marker, so its text is kept too, readable or not.
-    failed.setdefault("config", row["config"])
-    return decoded, UnreadableJson(failed, "; ".join(reasons))
-
-
-def row_to_job(row: RowMapping) -> Job:
-    decoded, unreadable = _decoded_json_columns(row)
-    return Job(
-        id=row["id"],
-        name=row["name"],
-        status=JobStatus(row["status"]),
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        last_seen_at=row["last_seen_at"],
-        current_step=row["current_step"],
-        total_steps=row["total_steps"],
-        current_loss=text_to_float(row["current_loss"]),
-        metrics=decoded.get("metrics") or {},
-        cancel_requested=bool(row["cancel_requested"]),
-        exit_code=row["exit_code"],
-        error=row["error"],
-        end_reason=row["end_reason"],
-        executor=row["executor"],
-        config=unreadable if unreadable is not None else decoded["config"] or {},
-        tags=tuple(decoded.get("tags") or ()),
-        command=decoded.get("command"),
-        grace_seconds=row["grace_seconds"],
-        supervisor_pid=row["supervisor_pid"],
-        supervisor_start=row["supervisor_start"],
-        sdk_attached=bool(row["sdk_attached"]),
-        point_count=row["point_count"],
-        training_pgid=row["training_pgid"],
-        cancel_source=row["cancel_source"],
-    )
-
-
-def job_to_row(job: Job) -> dict[str, Any]:
-    command = None
-    if job.command is not None:
-        command = json.dumps(
-            {"argv": list(job.command.argv), "cwd": job.command.cwd, "env": job.command.env}
-        )
-    return {
-        "id": job.id,
-        "name": job.name,
-        "status": job.status.value,
-        "created_at": job.created_at,
-        "updated_at": job.updated_at,
-        "started_at": job.started_at,
-        "finished_at": job.finished_at,
-        "last_seen_at": job.last_seen_at,
-        "current_step": job.current_step,
-        "total_steps": job.total_steps,
-        "current_loss": float_to_text(job.current_loss),
-        "metrics": json.dumps(job.metrics),
-        "cancel_requested": job.cancel_requested,
-        "exit_code": job.exit_code,
-        "error": job.error,
-        "end_reason": job.end_reason,
-        "executor": job.executor,
-        "config": json.dumps(job.config),
-        "tags": json.dumps(list(job.tags)),
-        "command": command,
-        "grace_seconds": job.grace_seconds,
-        "supervisor_pid": job.supervisor_pid,
-        "supervisor_start": job.supervisor_start,
-        "sdk_attached": job.sdk_attached,
-        "point_count": job.point_count,
-        "training_pgid": job.training_pgid,
-        "cancel_source": job.cancel_source,
-    } | (job.config.raw if isinstance(job.config, UnreadableJson) else {})
+# A filtered list with at most this many matches sorts them rather than walk a sort index (the
+# count that decides is exact this far: service.COUNT_CAP).
+FEW_ROWS = 10_000
 
 
 class Store:
@@ -246,6 +134,8 @@ class Store:
 
     def insert_job(self, conn: Connection, job: Job) -> None:
         conn.execute(jobs.insert().values(**job_to_row(job)))
+        if job.tags:
+            conn.execute(job_tags.insert(), [{"job_id": job.id, "tag": t} for t in set(job.tags)])
 
     def get_job(self, conn: Connection, job_id: str, *, lock: bool = False) -> Job | None:
         query = select(jobs).where(jobs.c.id == job_id)
@@ -262,27 +152,108 @@ class Store:
     def list_jobs(
         self,
         conn: Connection,
-        statuses: frozenset[JobStatus] | None,
+        query: JobQuery,
         limit: int,
-        after: tuple[float, str] | None,
-    ) -> tuple[list[Job], int]:
-        """Newest first, keyset-paginated after ``(created_at, id)``; also the filtered total."""
-        condition = jobs.c.status.in_([s.value for s in statuses]) if statuses is not None else None
-        total_query = select(func.count()).select_from(jobs)
-        query = select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(limit)
-        if condition is not None:
-            total_query = total_query.where(condition)
-            query = query.where(condition)
-        if after is not None:
-            created, job_id = after
-            query = query.where(
-                or_(
-                    jobs.c.created_at < created,
-                    and_(jobs.c.created_at == created, jobs.c.id < job_id),
-                )
-            )
-        found = [row_to_job(r) for r in conn.execute(query).mappings()]
-        return found, int(conn.execute(total_query).scalar_one())
+        after: tuple[SortValue, str] | None,
+        *,
+        matching: int | None = None,
+    ) -> list[Job]:
+        """One page of ``query``'s jobs, after the cursor's ``(sort value, id)``. Jobs without
+        a value for the sort (not finished, no loss yet) come last, whatever the direction.
+
+        Each status is read on its own (status, sort column, id) index, non-null values then
+        nulls, each a range scan of at most ``limit`` rows; the pieces are merged. So a status
+        filter or a deep page never sorts the table. When a tag or a search picks few rows
+        (``matching``, from ``count_jobs``, at most ``FEW_ROWS``) those are read through their
+        own index and sorted instead: walking the sort index would test row after row."""
+        column, descending = jobs.c[query.column], query.descending
+        statuses = sorted(query.statuses if query.statuses is not None else set(JobStatus))
+        few = (query.tags or query.text) and matching is not None and matching <= FEW_ROWS
+        filters = self._filters(query, many=not few)
+        job_id = jobs.c.id
+
+        def past(col: ColumnElement[Any], value: object) -> ColumnElement[bool]:
+            return col < value if descending else col > value
+
+        if few:
+            keyset: list[ColumnElement[bool]] = []
+            if after is not None and after[0] is None:
+                keyset = [column.is_(None), past(job_id, after[1])]
+            elif after is not None:
+                value, last = after
+                ahead = or_(past(column, value), and_(column == value, past(job_id, last)))
+                keyset = [or_(and_(column.is_not(None), ahead), column.is_(None))]
+            if query.statuses is not None:
+                filters.append(jobs.c.status.in_([s.value for s in statuses]))
+            by = [column.is_(None), column.desc() if descending else column.asc()]
+            by.append(job_id.desc() if descending else job_id.asc())
+            found = select(job_id).where(*filters, *keyset).order_by(*by).limit(limit)
+            return self._jobs_in_order(conn, list(conn.execute(found).scalars()))
+
+        def piece(where: list[ColumnElement[bool]], *order: ColumnElement[Any]) -> Select[Any]:
+            # Ordered exactly as the index is, so each piece is a range scan that stops early.
+            by = [c.desc() if descending else c.asc() for c in order]
+            inner = select(job_id, column).where(*where).order_by(*by).limit(limit)
+            return select(inner.subquery())
+
+        pieces = []
+        for status in statuses:
+            here = [jobs.c.status == status.value, *filters]
+            if column is jobs.c.status:  # constant within a status: the id orders it
+                if after is None or after[0] == status.value:
+                    keyset = [] if after is None else [past(job_id, after[1])]
+                    pieces.append(piece([*here, *keyset], job_id))
+                elif (status.value < str(after[0])) == descending:  # wholly after the cursor
+                    pieces.append(piece(here, job_id))
+                continue
+            if after is None or after[0] is not None:  # the non-null values are not done
+                keyset = []
+                if after is not None:
+                    value, last = after
+                    keyset = [or_(past(column, value), and_(column == value, past(job_id, last)))]
+                pieces.append(piece([*here, column.is_not(None), *keyset], column, job_id))
+            in_nulls = after is not None and after[0] is None
+            keyset = [past(job_id, after[1])] if after is not None and in_nulls else []
+            pieces.append(piece([*here, column.is_(None), *keyset], column, job_id))
+        merged = union_all(*pieces).subquery() if len(pieces) > 1 else pieces[0].subquery()
+        key = merged.c[column.key]
+        order = [key.is_(None), key.desc() if descending else key.asc()]
+        order.append(merged.c.id.desc() if descending else merged.c.id.asc())
+        ids = conn.execute(select(merged.c.id).order_by(*order).limit(limit)).scalars()
+        # The pieces carry two columns, not the whole row: building a statement of a dozen
+        # subqueries costs SQLAlchemy per column. The page's rows are read in one go.
+        return self._jobs_in_order(conn, list(ids))
+
+    @staticmethod
+    def _jobs_in_order(conn: Connection, ids: list[str]) -> list[Job]:
+        if not ids:
+            return []
+        rows = conn.execute(select(jobs).where(jobs.c.id.in_(ids))).mappings()
+        by_id = {row["id"]: row for row in rows}
+        return [row_to_job(by_id[i]) for i in ids if i in by_id]
+
+    def _filters(self, query: JobQuery, *, many: bool = False) -> list[ColumnElement[bool]]:
+        found: list[ColumnElement[bool]] = []
+        for tag in query.tags:
+            found.append(jobs.c.id.in_(select(job_tags.c.job_id).where(job_tags.c.tag == tag)))
+        if query.text:
+            found.append(search_condition(self.dialect, query.text, many=many))
+        if query.created_since is not None:
+            found.append(jobs.c.created_at >= query.created_since)
+        if query.created_until is not None:
+            found.append(jobs.c.created_at < query.created_until)
+        if query.ids is not None:
+            found.append(jobs.c.id.in_(query.ids))
+        return found
+
+    def count_jobs(self, conn: Connection, query: JobQuery, cap: int) -> int:
+        """How many jobs ``query`` has, counting no further than ``cap`` + 1: a count never
+        costs more than a few pages."""
+        where = self._filters(query)
+        if query.statuses is not None:
+            where.append(jobs.c.status.in_(sorted(s.value for s in query.statuses)))
+        capped = select(jobs.c.id).where(*where).limit(cap + 1).subquery()
+        return int(conn.execute(select(func.count()).select_from(capped)).scalar_one())
 
     def jobs_in(
         self,
@@ -314,6 +285,21 @@ class Store:
         row = conn.execute(query).mappings().first()
         return None if row is None else row_to_job(row)
 
+    def running_seen_before(
+        self, conn: Connection, before: float, since: float | None = None
+    ) -> list[Job]:
+        """Running jobs last heard from before ``before`` (and at or after ``since``), plus,
+        without ``since``, running jobs never heard from. An index range: ~0 rows when all is
+        well, however many jobs run."""
+        seen = jobs.c.last_seen_at
+        window = [seen < before] if since is None else [seen >= since, seen < before]
+        query = select(jobs).where(jobs.c.status == JobStatus.RUNNING.value, *window)
+        found = [row_to_job(r) for r in conn.execute(query).mappings()]
+        if since is None:
+            never = select(jobs).where(jobs.c.status == JobStatus.RUNNING.value, seen.is_(None))
+            found += [row_to_job(r) for r in conn.execute(never).mappings()]
+        return found
+
     def count_in(self, conn: Connection, status: JobStatus, *, executor: str) -> int:
         query = select(func.count()).select_from(jobs)
         query = query.where(jobs.c.status == status.value, jobs.c.executor == executor)
@@ -333,6 +319,7 @@ class Store:
         ids = list(job_ids)
         conn.execute(point_chunks.delete().where(point_chunks.c.job_id.in_(ids)))
         conn.execute(batches.delete().where(batches.c.job_id.in_(ids)))
+        conn.execute(job_tags.delete().where(job_tags.c.job_id.in_(ids)))
         conn.execute(jobs.delete().where(jobs.c.id.in_(ids)))
 
     def finished_before(self, conn: Connection, before: float, limit: int) -> list[str]:

@@ -61,9 +61,28 @@ jobs = Table(
     # asked for the cancel ("api" or "dashboard").
     Column("training_pgid", Integer),
     Column("cancel_source", String(16)),
+    # Migration 5: what the job list sorts and searches by, derived from the row on every save
+    # (job_query.stored_sort_values). search_key numbers the row in SQLite's full-text index.
+    Column("duration", Float),
+    Column("sort_name", Text),
+    Column("progress", Float),
+    Column("loss_value", Float),
+    Column("search_text", Text),
+    Column("search_key", Integer),
 )
 Index("ix_jobs_created", jobs.c.created_at, jobs.c.id)
-Index("ix_jobs_status_created", jobs.c.status, jobs.c.created_at)
+# Every sort of the job list walks one of these per status (store.list_jobs), so a filter by
+# status and a page deep in the list are index range scans, never a sort of the table.
+LIST_SORT_COLUMNS = (
+    "created_at", "started_at", "finished_at", "duration", "sort_name", "progress", "loss_value",
+)  # fmt: skip
+list_indexes = [
+    Index(f"ix_jobs_status_{name}", jobs.c.status, jobs.c[name], jobs.c.id)
+    for name in LIST_SORT_COLUMNS
+] + [Index("ix_jobs_status_id", jobs.c.status, jobs.c.id)]
+# The liveness watcher asks only for running jobs silent past a deadline.
+ix_jobs_status_seen = Index("ix_jobs_status_seen", jobs.c.status, jobs.c.last_seen_at)
+ix_jobs_search_key = Index("ix_jobs_search_key", jobs.c.search_key, unique=True)
 # Retention prunes, and the dashboard lists, by finish time.
 ix_jobs_finished = Index("ix_jobs_finished", jobs.c.finished_at)
 
@@ -90,6 +109,15 @@ batches = Table(
     Column("reporter", String(64), primary_key=True),
     Column("seq", BigInteger, primary_key=True),
 )
+
+# A job's tags, one row each, for the tag filter (tags never change after a job is created).
+job_tags = Table(
+    "job_tags",
+    metadata,
+    Column("job_id", String(64), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag", Text, primary_key=True),
+)
+Index("ix_job_tags_tag", job_tags.c.tag, job_tags.c.job_id)
 
 # Dashboard sign-in sessions. ``id`` is the SHA-256 of the cookie's secret, so a copy of the
 # database cannot be replayed as a cookie; ``token_fp`` ties a session to the write token it
