@@ -136,6 +136,7 @@ class Job:
     point_count: int = 0  # points stored in its history
     training_pgid: int | None = None  # the command's process group, killed if it is orphaned
     cancel_source: str | None = None  # who asked for the cancel: "api" or "dashboard"
+    step_at: float | None = None  # when current_step last changed: a stalled loop shows
 
     @property
     def progress(self) -> float:

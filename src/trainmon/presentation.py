@@ -131,7 +131,40 @@ def format_steps(current: object, total: object) -> str:
         return DASH
     if tot is None:
         return format_int(cur or 0)
-    return f"{DASH if cur is None else format_int(cur)} / {format_int(tot)}"
+    past = " (past total)" if cur is not None and tot > 0 and cur > tot else ""
+    return f"{DASH if cur is None else format_int(cur)} / {format_int(tot)}{past}"
+
+
+# A loop whose step has not moved for this many of its usual step times (and at least this
+# long) is shown as stalled instead of with an ETA it will not keep.
+STALL_FACTOR = 10
+STALL_FLOOR_SECONDS = 30
+
+
+def stall_note(job: Mapping[str, object], now: float) -> str:
+    """``stalled 2m 05s`` for a running job whose step stopped moving; else empty."""
+    start = parse_iso(job.get("startedAt"))
+    moved = parse_iso(job.get("stepAt"))
+    step = _as_int(job.get("currentStep"))
+    if job.get("status") != "running" or start is None or moved is None or not step or step <= 0:
+        return ""
+    usual = max(0.0, moved - start) / step
+    quiet = now - moved
+    if quiet <= max(STALL_FACTOR * usual, STALL_FLOOR_SECONDS):
+        return ""
+    return f"stalled {format_duration(quiet)}"
+
+
+def error_parts(error: object) -> tuple[str, bool]:
+    """The line a card shows of an error, and whether more lies behind "Show more". A
+    traceback ends with the line that names the exception, so that one is shown."""
+    text = error if isinstance(error, str) else ""
+    # Split and trim exactly as format.js does: \r\n, \r or \n; spaces and tabs.
+    lines = [line.strip(" \t") for line in re.split(r"\r\n|\r|\n", text)]
+    lines = [line for line in lines if line]
+    if not lines:
+        return "", False
+    return lines[-1], len(lines) > 1
 
 
 def number_value(value: object) -> float | None:
@@ -321,6 +354,10 @@ class CardView:
     eta_at: str
     show_rate: bool
     error: str
+    error_last: str  # the line shown; the whole error is behind "Show more" if error_more
+    error_more: bool
+    step_at_iso: str  # when the step last moved, and the step: the page's clock tells a stall
+    step_count: str
     stale_note: str
     last_seen_iso: str
     extra: str
@@ -328,6 +365,10 @@ class CardView:
     cancelling: bool
     logs_url: str
     updated_iso: str
+
+
+def _int_text(value: int | None) -> str:
+    return "" if value is None else str(value)
 
 
 def card_view(job: Mapping[str, object], now: float) -> CardView:
@@ -341,7 +382,9 @@ def card_view(job: Mapping[str, object], now: float) -> CardView:
     finished_iso = job.get("finishedAt") or (None if active else job.get("updatedAt"))
     loss_text, loss_bad = format_loss(job.get("currentLoss"))
     value, label = format_percent(job.get("progress"))
-    error = job.get("error")
+    error = job.get("error") if status == "failed" else None
+    error_last, error_more = error_parts(error)
+    stalled = stall_note(job, now)
     note = stale_note(parse_iso(job.get("lastSeenAt")), now) if stale and running else ""
     end = eta_at(job)
     job_id = str(job.get("id") or "")
@@ -365,10 +408,14 @@ def card_view(job: Mapping[str, object], now: float) -> CardView:
         loss=loss_text,
         loss_bad=loss_bad,
         rate=format_rate(steps_per_second(job)),
-        eta=format_eta(end, now),
+        eta=stalled or format_eta(end, now),
         eta_at="" if end is None else _fixed(end, 3),
         show_rate=running,
-        error=str(error) if status == "failed" and error else "",
+        error=str(error) if error else "",
+        error_last=error_last,
+        error_more=error_more,
+        step_at_iso=str(job.get("stepAt") or ""),
+        step_count=_int_text(_as_int(job.get("currentStep"))),
         stale_note=note,
         last_seen_iso=str(job.get("lastSeenAt") or ""),
         extra=format_extra(job.get("metrics")),
@@ -376,4 +423,83 @@ def card_view(job: Mapping[str, object], now: float) -> CardView:
         cancelling=active and job.get("cancelRequested") is True,
         logs_url=f"/api/training/jobs/{job_id}/logs/download" if executor_local else "",
         updated_iso=str(job.get("updatedAt") or ""),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RowView:
+    """What a row of a job list shows (_job_row.html); format.js ``rowView`` is its twin."""
+
+    id: str
+    name: str
+    status: str
+    active: bool
+    badge: Badge
+    progress_attr: str
+    progress_label: str
+    steps: str
+    loss: str
+    loss_bad: bool
+    created_iso: str
+    created_relative: str
+    created_title: str
+    started_iso: str
+    started_relative: str
+    started_title: str
+    finished_iso: str
+    finished_relative: str
+    finished_title: str
+    duration: str
+    tags: str
+    updated_iso: str
+    error: str  # a failed job's error: its last line shows, the whole behind a click
+    error_last: str
+    error_more: bool
+
+
+def format_run_time(started: float | None, finished: float | None, now: float) -> str:
+    """How long a job ran (``4m 05s``), or has run so far (``4m 05s…``); a dash if it never
+    started."""
+    if started is None:
+        return DASH
+    if finished is not None:
+        return format_duration(finished - started)
+    return f"{format_duration(now - started)}…"
+
+
+def row_view(job: Mapping[str, object], now: float) -> RowView:
+    status = str(job.get("status") or "")
+    active = status in ACTIVE_STATUSES
+    value, label = format_percent(job.get("progress"))
+    loss_text, loss_bad = format_loss(job.get("currentLoss"))
+    times = {name: parse_iso(job.get(f"{name}At")) for name in ("created", "started", "finished")}
+    tags = job.get("tags")
+    error = str(job.get("error") or "") if status == "failed" else ""
+    error_last, error_more = error_parts(error)
+    return RowView(
+        id=str(job.get("id") or ""),
+        name=str(job.get("name") or ""),
+        status=status,
+        active=active,
+        badge=badge_for(status, job.get("stale") is True),
+        progress_attr=_fixed(value, 2),
+        progress_label=label,
+        steps=format_steps(job.get("currentStep"), job.get("totalSteps")),
+        loss=loss_text,
+        loss_bad=loss_bad,
+        created_iso=str(job.get("createdAt") or ""),
+        created_relative=relative_time(times["created"], now),
+        created_title=exact_time_utc(times["created"]),
+        started_iso=str(job.get("startedAt") or ""),
+        started_relative=relative_time(times["started"], now),
+        started_title=exact_time_utc(times["started"]),
+        finished_iso=str(job.get("finishedAt") or ""),
+        finished_relative=relative_time(times["finished"], now),
+        finished_title=exact_time_utc(times["finished"]),
+        duration=format_run_time(times["started"], None if active else times["finished"], now),
+        tags=", ".join(str(t) for t in tags) if isinstance(tags, list) else "",
+        updated_iso=str(job.get("updatedAt") or ""),
+        error=error,
+        error_last=error_last,
+        error_more=error_more,
     )

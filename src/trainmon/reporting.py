@@ -70,6 +70,7 @@ def apply_report(job: Job, report: ProgressReport, now: float) -> Job:
     updated = replace(
         job,
         current_step=step,
+        step_at=now if step != job.current_step else job.step_at,
         total_steps=total,
         current_loss=loss,
         metrics=metrics,

@@ -16,6 +16,7 @@ from trainmon.job_query import JobQuery, QueryError, decode_cursor, encode_curso
 from trainmon.models import (
     ACTIVE,
     STALE_HEARTBEATS,
+    TERMINAL,
     Change,
     Command,
     Deleted,
@@ -53,9 +54,13 @@ def format_duration(seconds: float) -> str:
     return f"{seconds:g} s"
 
 
-# Finished jobs stay on the dashboard this long; the page is told (index.html, <main>) and
-# live.js drops cards by it, so this is the one definition.
-RECENT_SECONDS = 3600.0
+# The dashboard's live sections stay this size whatever the number of jobs (the page is told,
+# index.html <main>, and live.js keeps to them): the newest active jobs as cards, and the last
+# finished ones. The table below the sections pages through everything.
+ACTIVE_SHOWN = 12
+RECENT_SHOWN = 20
+ACTIVE_JOBS = JobQuery(statuses=ACTIVE)
+RECENT_JOBS = JobQuery(statuses=TERMINAL, sort="finishedAt")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +84,13 @@ class Page:
 
 # A list counts its jobs this far and no further: the count never costs more than the page.
 COUNT_CAP = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Dashboard:
+    active: list[Job]  # the newest ACTIVE_SHOWN active jobs
+    active_total: int  # every active job (counted to COUNT_CAP, as a list's total)
+    recent: list[Job]  # the RECENT_SHOWN that finished last, newest first
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,12 +160,13 @@ class JobService:
         next_cursor = encode_cursor(query, found[-1]) if more and found else None
         return Page(found, min(total, COUNT_CAP), total <= COUNT_CAP, next_cursor)
 
-    def dashboard_jobs(self) -> list[Job]:
-        """Active jobs, then the ones that finished in the last hour (newest first)."""
+    def dashboard(self) -> Dashboard:
+        """What the live sections show: bounded, with the count of what they leave out."""
         with self.store.read() as conn:
-            active = self.store.list_jobs(conn, JobQuery(statuses=ACTIVE), 10_000, None)
-            recent = self.store.finished_since(conn, self.clock() - RECENT_SECONDS)
-        return active + recent
+            active = self.store.list_jobs(conn, ACTIVE_JOBS, ACTIVE_SHOWN, None)
+            total = self.store.count_jobs(conn, ACTIVE_JOBS, COUNT_CAP)
+            recent = self.store.list_jobs(conn, RECENT_JOBS, RECENT_SHOWN, None)
+        return Dashboard(active, min(total, COUNT_CAP), recent)
 
     def points(self, job_id: str, after: int | None, limit: int) -> list[StoredPoint]:
         with self.store.read() as conn:

@@ -12,7 +12,7 @@ JOBS = "/api/training/jobs"
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 JOB_KEYS = {
     "id", "name", "status", "progress", "currentStep", "totalSteps", "currentLoss", "metrics",
-    "createdAt", "startedAt", "finishedAt", "updatedAt", "lastSeenAt", "stale",
+    "createdAt", "startedAt", "finishedAt", "updatedAt", "lastSeenAt", "stepAt", "stale",
     "cancelRequested", "exitCode", "error", "executor", "config", "tags", "command",
 }  # fmt: skip
 

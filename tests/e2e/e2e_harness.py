@@ -128,3 +128,10 @@ def sign_in(page: Any, server: Server) -> None:
     page.get_by_label("Token").fill(TOKEN)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(server.url + "/")
+
+
+def live_item(page: Any, job_id: str) -> Any:
+    """A job in the dashboard's live sections: its card while active, its row once finished."""
+    return page.locator(
+        f'#active-list > [data-job-id="{job_id}"], #recent-list > [data-job-id="{job_id}"]'
+    )

@@ -10,12 +10,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from e2e_harness import TOKEN, Api, Server, start_server, stop_server
+from e2e_harness import TOKEN, Api, Server, live_item, start_server, stop_server
 from playwright.sync_api import Page, Request, Route, expect
 
 pytestmark = pytest.mark.e2e
 
-ACTIVE_LIST = "**/api/training/jobs?status=active*"
+# While the stream is down the page asks for every job it shows in one request.
+POLL = "**/api/training/jobs?ids=*"
+
+
+def is_poll(request: Request) -> bool:
+    return "/api/training/jobs?ids=" in request.url
 
 
 def next_frames(page: Page) -> None:
@@ -49,7 +54,7 @@ def test_a_real_sdk_run_shows_up_and_moves(page: Page, server: Server) -> None:
     ) as proc:
         assert proc.stdin is not None and proc.stdout is not None
         job_id = proc.stdout.readline().strip()
-        card = page.locator(f'article[data-job-id="{job_id}"]')
+        card = live_item(page, job_id)
         expect(card.locator('[data-f="badge"]')).to_have_text("Running")
         proc.stdin.write("42 0.5\n")
         proc.stdin.flush()
@@ -68,9 +73,9 @@ def test_falls_back_to_polling_and_resumes_the_stream(page: Page, server: Server
     expect(conn).to_have_attribute("data-state", "down")
     expect(conn).to_contain_text("every 5 s")
     api.report(job_id, currentStep=60)
-    card = page.locator(f'article[data-job-id="{job_id}"]')
+    card = live_item(page, job_id)
     expect(card.locator('[data-f="steps"]')).to_have_text("60 / 100", timeout=15_000)
-    # A job that finished while we poll is fetched once for its final state.
+    # A job that finished while we poll comes back in the same request, finished.
     api.report(job_id, status="completed", currentStep=100)
     expect(card.locator('[data-f="badge"]')).to_have_text("Completed", timeout=15_000)
 
@@ -94,7 +99,7 @@ def test_resyncs_after_the_server_restarts(page: Page, tmp_path: Path) -> None:
         server.api.report(job_id, currentStep=25)
         gone = server.api.create("born-while-away")
         expect(conn).to_have_text("Live", timeout=20_000)
-        card = page.locator(f'article[data-job-id="{job_id}"]')
+        card = live_item(page, job_id)
         expect(card.locator('[data-f="steps"]')).to_have_text("25 / 50")
         expect(page.locator(f'article[data-job-id="{gone["id"]}"]')).to_be_visible()
     finally:
@@ -105,14 +110,14 @@ def test_hidden_tab_stops_polling(page: Page, server: Server, api: Api) -> None:
     page.clock.install()
     api.running("hidden-tab", step=1, total=10)
     polls: list[Request] = []
-    page.on("request", lambda r: polls.append(r) if "status=active" in r.url else None)
+    page.on("request", lambda r: polls.append(r) if is_poll(r) else None)
     page.route("**/api/training/events", lambda route: route.abort())
     page.goto(server.url)
     expect(page.locator("#conn")).to_have_attribute("data-state", "down")
     # One 5 s step at a time: the next poll is timed from when the last one answered, which
     # takes real time a single long jump of the fake clock would not wait for.
     for _ in range(2):
-        with page.expect_request(lambda r: "status=active" in r.url):
+        with page.expect_request(is_poll):
             page.clock.run_for(5_500)
     assert len(polls) >= 2
     page.evaluate(
@@ -125,7 +130,7 @@ def test_hidden_tab_stops_polling(page: Page, server: Server, api: Api) -> None:
     page.clock.run_for(30_000)
     next_frames(page)
     assert len(polls) == seen, "a hidden tab kept polling"
-    with page.expect_request(lambda r: "status=active" in r.url):
+    with page.expect_request(is_poll):
         page.evaluate(
             """() => {
                 Object.defineProperty(document, 'hidden', {configurable: true, get: () => false});
@@ -139,7 +144,7 @@ def test_an_older_answer_never_overwrites_a_newer_one(page: Page, server: Server
     stale_copy = api.get(job_id)  # step 10, the older version
     api.report(job_id, currentStep=70)
     page.goto(server.url)
-    card = page.locator(f'article[data-job-id="{job_id}"]')
+    card = live_item(page, job_id)
     expect(card.locator('[data-f="steps"]')).to_have_text("70 / 100")
 
     # The stream drops, and the poll that follows answers with the older version.
@@ -147,9 +152,9 @@ def test_an_older_answer_never_overwrites_a_newer_one(page: Page, server: Server
         body = {"jobs": [stale_copy], "total": 1, "nextCursor": None}
         route.fulfill(status=200, content_type="application/json", body=json.dumps(body))
 
-    page.route(ACTIVE_LIST, old_answer)
+    page.route(POLL, old_answer)
     page.route("**/api/training/events", lambda route: route.abort())
-    with page.expect_response(lambda r: "status=active" in r.url):
+    with page.expect_response(lambda r: is_poll(r.request)):
         page.reload()
     next_frames(page)
     expect(card.locator('[data-f="steps"]')).to_have_text("70 / 100")

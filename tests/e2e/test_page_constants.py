@@ -1,5 +1,6 @@
-"""The page takes its ordering and its "recent" window from the server (data attributes on
-<main>, defined once in Python), so live.js places and drops cards exactly as pages.py draws."""
+"""The page takes its ordering and the size of its live sections from the server (data
+attributes on <main>, defined once in Python), so live.js places and drops cards exactly as
+pages.py draws them."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from e2e_harness import Api, Server
 from playwright.sync_api import Page, expect
 
 from trainmon.server.routes.pages import SORT_FIELDS
-from trainmon.service import RECENT_SECONDS
+from trainmon.service import ACTIVE_SHOWN, RECENT_SHOWN
 
 pytestmark = pytest.mark.e2e
 
@@ -31,7 +32,8 @@ def finish(api: Api, name: str) -> str:
 def test_the_page_carries_the_servers_constants(page: Page, idle_server: Server) -> None:
     page.goto(idle_server.url)
     main = page.locator("main")
-    assert float(main.get_attribute("data-recent-seconds") or "nan") == RECENT_SECONDS
+    assert main.get_attribute("data-active-max") == str(ACTIVE_SHOWN)
+    assert main.get_attribute("data-recent-max") == str(RECENT_SHOWN)
     assert main.get_attribute("data-sort-active") == " ".join(SORT_FIELDS["active"])
     assert main.get_attribute("data-sort-recent") == " ".join(SORT_FIELDS["recent"])
 
@@ -52,13 +54,19 @@ def test_live_placement_is_the_first_paint_order(page: Page, idle_server: Server
     assert (order(page, "active"), order(page, "recent")) == live
 
 
-def test_a_finished_card_leaves_after_the_servers_window(page: Page, idle_server: Server) -> None:
-    finish(idle_server.api, "done")
+def test_recently_finished_keeps_the_last_ones_whatever_their_age(
+    page: Page, idle_server: Server
+) -> None:
+    api = idle_server.api
+    done = [finish(api, f"done-{i}") for i in range(RECENT_SHOWN + 2)]
     page.clock.install()
     page.goto(idle_server.url)
     cards = page.locator("#recent-list [data-job-id]")
-    expect(cards).to_have_count(1)
-    page.clock.run_for(int(RECENT_SECONDS - 60) * 1000)
-    expect(cards).to_have_count(1)
-    page.clock.run_for(120_000)  # past the window, and a 30 s prune tick
-    expect(cards).to_have_count(0)
+    expect(cards).to_have_count(RECENT_SHOWN)
+    assert order(page, "recent") == done[::-1][:RECENT_SHOWN]
+    page.clock.run_for(2 * 3600 * 1000)  # hours later they are still the last to finish
+    expect(cards).to_have_count(RECENT_SHOWN)
+    expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    newest = finish(api, "done-live")
+    expect(cards.first).to_have_attribute("data-job-id", newest)
+    expect(cards).to_have_count(RECENT_SHOWN)

@@ -1,7 +1,7 @@
-"""First paint (Python, Jinja) and live updates (JavaScript) must draw the same card.
+"""First paint (Python, Jinja) and live updates (JavaScript) must draw the same card and row.
 
-presentation.py and format.js run on the same inputs here, and a card the server rendered is
-compared, node by node, with the card card.js builds from the same job JSON.
+presentation.py and format.js run on the same inputs here, and a card (or row) the server
+rendered is compared, node by node, with the one card.js (or row.js) builds from the same JSON.
 """
 
 from __future__ import annotations
@@ -199,6 +199,8 @@ def test_card_view_is_identical(page: Page, server: Server, job: dict[str, Any])
     for now in (NOW, p.parse_iso("2025-12-01T10:20:03Z") or 0.0):
         got = run_js(page, "f.cardView(arg[0], arg[1])", [job, now])
         assert got == as_js(p.card_view(job, now))
+        got = run_js(page, "f.rowView(arg[0], arg[1])", [job, now])
+        assert got == as_js(p.row_view(job, now))
 
 
 CANONICAL = (
@@ -208,6 +210,7 @@ async () => {
     + ASSET
     + """
   const card = await import(asset('card.js'));
+  const row = await import(asset('row.js'));
   const f = await import(asset('format.js'));
   const html = await (await fetch('/')).text();
   // Parsed, not run: this is the server's first paint as it came over the wire.
@@ -221,20 +224,30 @@ async () => {
       `</${node.localName}>`;
   };
   const out = [];
-  for (const served of doc.querySelectorAll('main article[data-job-id]')) {
-    const id = served.dataset.jobId;
-    const job = await (await fetch(`/api/training/jobs/${id}`)).json();
+  const compare = async (kind, selector, build) => {
+    for (const served of doc.querySelectorAll(selector)) {
+      const id = served.dataset.jobId;
+      const job = await (await fetch(`/api/training/jobs/${id}`)).json();
+      out.push([kind, id, canon(served), canon(build(job))]);
+    }
+  };
+  await compare('card', 'main article[data-job-id]', (job) => {
     const built = card.createCard();
     card.applyCard(built, f.cardView(job, renderedAt));
-    out.push([id, canon(served), canon(built)]);
-  }
+    return built;
+  });
+  await compare('row', 'main #recent-list tr[data-job-id]', (job) => {
+    const built = row.createRow();
+    row.applyRow(built, f.rowView(job, renderedAt));
+    return built;
+  });
   return out;
 }
 """
 )
 
 
-def test_server_and_browser_draw_the_same_card(page: Page, idle_server: Server) -> None:
+def test_server_and_browser_draw_the_same_card_and_row(page: Page, idle_server: Server) -> None:
     server, api = idle_server, idle_server.api
     api.create("pending <b>bold</b> & co", totalSteps=100)
     running = api.running(
@@ -253,7 +266,7 @@ def test_server_and_browser_draw_the_same_card(page: Page, idle_server: Server) 
     assert api.cancel(asked).status_code == 200
     page.goto(server.url)
     compared = page.evaluate(CANONICAL)
-    assert len(compared) == 6
-    for job_id, served, built in compared:
-        assert served == built, job_id
-    assert running in {c[0] for c in compared}
+    assert sorted(kind for kind, *_ in compared) == ["card"] * 4 + ["row"] * 2
+    for kind, job_id, served, built in compared:
+        assert served == built, (kind, job_id)
+    assert {running, failed, done} <= {c[1] for c in compared}

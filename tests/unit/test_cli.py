@@ -368,3 +368,25 @@ def test_every_command_is_registered_under_its_own_name() -> None:
             assert command is not None and command.name == name
         assert main.get_command(ctx, "nope") is None
     assert CliRunner().invoke(main, ["nope"]).exit_code == 2
+
+
+# -- demo --------------------------------------------------------------------------------------
+
+
+def test_the_demo_keeps_its_last_finished_jobs_and_deletes_the_rest(
+    server: LiveServer, api: httpx.Client
+) -> None:
+    from trainmon.cli.demo import prune_demo
+    from trainmon.client import ApiClient
+
+    finished = [new_job(api, "completed", tags=["demo"])["id"] for _ in range(5)]
+    running = new_job(api, "running", tags=["demo"])["id"]
+    other = new_job(api, "failed", tags=["not-demo"])["id"]
+    with ApiClient(server.url, server.token) as client:
+        deleted = prune_demo(client, keep=2)
+        assert sorted(deleted) == sorted(finished[:3]), "the three that ended first"
+        assert prune_demo(client, keep=2) == []
+    for job_id in (*finished[3:], running, other):
+        assert api.get(f"{JOBS}/{job_id}").status_code == 200
+    for job_id in finished[:3]:
+        assert api.get(f"{JOBS}/{job_id}").status_code == 404

@@ -224,12 +224,22 @@ def test_server_restart_grace_for_lost_contact(service: JobService) -> None:
     assert service.reap_lost_contact(alive_since=clock.now - 5) == []
 
 
-def test_dashboard_jobs_active_then_recent(service: JobService) -> None:
-    done, _ = service.create_job(JobCreate(name="done"))
-    service.cancel(done.id)
-    active, _ = service.create_job(JobCreate(name="active"))
-    assert [j.id for j in service.dashboard_jobs()] == [active.id, done.id]
-    assert service.list_jobs(JobQuery(statuses=ACTIVE)).total == 1
+def test_the_dashboard_is_bounded_and_says_what_it_leaves_out(
+    service: JobService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("trainmon.service.ACTIVE_SHOWN", 3)
+    monkeypatch.setattr("trainmon.service.RECENT_SHOWN", 2)
+    done = []
+    for i in range(4):
+        job, _ = service.create_job(JobCreate(name=f"done-{i}"))
+        service.cancel(job.id)
+        done.append(job.id)
+    active = [service.create_job(JobCreate(name=f"active-{i}"))[0].id for i in range(5)]
+    board = service.dashboard()
+    assert [j.id for j in board.active] == active[::-1][:3], "the newest active jobs"
+    assert board.active_total == 5
+    assert [j.id for j in board.recent] == done[::-1][:2], "the last to finish"
+    assert service.list_jobs(JobQuery(statuses=ACTIVE)).total == 5
 
 
 def test_changes_are_published_after_commit(store: Store) -> None:

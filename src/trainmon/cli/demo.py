@@ -36,6 +36,7 @@ DEMO_JOBS: tuple[DemoJob, ...] = (
     DemoJob("logreg, more steps (SDK)", "sdk_logreg.py", ("--steps", "1200")),
 )
 DEMO_ACTIVE = 4  # keep about this many jobs queued or running
+DEMO_KEEP = 20  # finished demo jobs kept; older ones are deleted (unless --keep)
 
 
 def examples_dir() -> Path | None:
@@ -62,11 +63,31 @@ def demo_body(
     }
 
 
+def prune_demo(client: ApiClient, keep: int) -> list[str]:
+    """Delete the demo's finished jobs but the ``keep`` (at least 1) that ended last; the ids
+    deleted. Two hours of demo piled up ~470 finished jobs before: a demo, not a pile."""
+    params: dict[str, Any] = {"status": "finished", "tag": "demo", "sort": "-finishedAt"}
+    page = client.json("GET", "/api/training/jobs", params={**params, "limit": max(1, keep)})
+    doomed: list[str] = []
+    while page["nextCursor"]:
+        more = {**params, "limit": 500, "cursor": page["nextCursor"]}
+        page = client.json("GET", "/api/training/jobs", params=more)
+        doomed += [job["id"] for job in page["jobs"]]
+    for job_id in doomed:
+        client.json("DELETE", f"/api/training/jobs/{job_id}")
+    return doomed
+
+
 def feed_demo(
-    client: ApiClient, examples: Path, workdir: Path, stop: threading.Event, period: float = 2.0
+    client: ApiClient,
+    examples: Path,
+    workdir: Path,
+    stop: threading.Event,
+    period: float = 2.0,
+    keep: int | None = DEMO_KEEP,
 ) -> None:
     """Submit the demo mix, then top it up whenever fewer than ``DEMO_ACTIVE`` jobs are
-    active, so the dashboard stays lively."""
+    active, so the dashboard stays lively; finished ones beyond ``keep`` are deleted."""
     jobs = itertools.cycle(DEMO_JOBS)
     for _ in DEMO_JOBS:
         client.json("POST", "/api/training/jobs", json=demo_body(next(jobs), examples, workdir))
@@ -76,6 +97,8 @@ def feed_demo(
             if int(active["total"]) < DEMO_ACTIVE:
                 body = demo_body(next(jobs), examples, workdir)
                 client.json("POST", "/api/training/jobs", json=body)
+            if keep is not None:
+                prune_demo(client, keep)
         except ClientError as exc:
             click.echo(f"demo: {exc}", err=True)
 
@@ -109,7 +132,12 @@ def stop_demo_trainings(data_dir: Path) -> int:
     show_default=True,
     help="Jobs run at once (the rest wait, queued).",
 )
-def demo_command(port: int | None, max_concurrent: int) -> None:
+@click.option(
+    "--keep",
+    is_flag=True,
+    help=f"Keep every finished demo job (default: the last {DEMO_KEEP}, older ones deleted).",
+)
+def demo_command(port: int | None, max_concurrent: int, keep: bool) -> None:
     """Start the server with a stream of small example trainings (numpy, seconds each) so you
     can watch queued, running, completed and failed jobs live, and cancel one. The demo keeps
     its jobs in a data directory of its own (demo/ in the usual one); Ctrl-C ends it all."""
@@ -138,7 +166,7 @@ def demo_command(port: int | None, max_concurrent: int) -> None:
 
         def feed() -> None:
             try:
-                feed_demo(client, examples, workdir, stop)
+                feed_demo(client, examples, workdir, stop, keep=None if keep else DEMO_KEEP)
             except ClientError as exc:
                 click.echo(f"demo: {exc}", err=True)
             finally:

@@ -237,6 +237,7 @@ def job_to_api(job: Job, *, stale: bool = False) -> dict[str, Any]:
         "finishedAt": iso(job.finished_at),
         "updatedAt": iso(job.updated_at),
         "lastSeenAt": iso(job.last_seen_at),
+        "stepAt": iso(job.step_at),
         "stale": stale,
         "cancelRequested": job.cancel_requested,
         "exitCode": job.exit_code,

@@ -53,7 +53,8 @@ def _job_list_columns(conn: Connection) -> None:
 
     present = {c["name"] for c in inspect(conn).get_columns("jobs")}
     added = False
-    for name in ("duration", "sort_name", "progress", "loss_value", "search_text", "search_key"):
+    derived = ("duration", "sort_name", "progress", "loss_value", "search_text", "search_key")
+    for name in (*derived, "step_at"):
         if name not in present:
             sql_type = {"search_text": "TEXT", "sort_name": "TEXT", "search_key": "INTEGER"}
             column_type = sql_type.get(name, "DOUBLE PRECISION" if _is_pg(conn) else "REAL")

@@ -103,6 +103,7 @@ def row_to_job(row: RowMapping) -> Job:
         point_count=row["point_count"],
         training_pgid=row["training_pgid"],
         cancel_source=row["cancel_source"],
+        step_at=row["step_at"],
     )
 
 
@@ -140,5 +141,6 @@ def job_to_row(job: Job) -> dict[str, Any]:
         "point_count": job.point_count,
         "training_pgid": job.training_pgid,
         "cancel_source": job.cancel_source,
+        "step_at": job.step_at,
         **stored_sort_values(job),
     } | (job.config.raw if isinstance(job.config, UnreadableJson) else {})

@@ -305,12 +305,6 @@ class Store:
         query = query.where(jobs.c.status == status.value, jobs.c.executor == executor)
         return int(conn.execute(query).scalar_one())
 
-    def finished_since(self, conn: Connection, since: float) -> list[Job]:
-        query = select(jobs).where(jobs.c.finished_at >= since).order_by(jobs.c.finished_at.desc())
-        return [row_to_job(r) for r in conn.execute(query).mappings()]
-
-    # -- deleting and retention ---------------------------------------------------------
-
     def delete_jobs(self, conn: Connection, job_ids: Sequence[str]) -> None:
         """Remove jobs with their points and batches. Explicit deletes, not the foreign keys'
         cascade: SQLite enforces those only with a per-connection pragma."""

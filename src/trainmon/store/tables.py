@@ -69,6 +69,7 @@ jobs = Table(
     Column("loss_value", Float),
     Column("search_text", Text),
     Column("search_key", Integer),
+    Column("step_at", Float),
 )
 Index("ix_jobs_created", jobs.c.created_at, jobs.c.id)
 # Every sort of the job list walks one of these per status (store.list_jobs), so a filter by

@@ -11,7 +11,6 @@ a reconnect after a long outage needs the whole picture anyway.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,7 +19,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
-from trainmon.server.bus import EventBus
+from trainmon.server.bus import EventBus, to_json
 from trainmon.server.deps import BusDep, ReadAccess, RenderDep, ServiceDep, SettingsDep
 from trainmon.server.limits import (
     RETRY_AFTER_SECONDS,
@@ -43,15 +42,16 @@ STREAM_HEADERS = {
 }
 
 
-def encode(event: str, data: Any, event_id: int) -> str:
-    # json.dumps escapes newlines inside strings, so the payload is always one data line.
-    payload = json.dumps(data, separators=(",", ":"), allow_nan=False)
+def frame(event: str, payload: str, event_id: int) -> str:
     return f"id: {event_id}\nevent: {event}\ndata: {payload}\n\n"
 
 
-def snapshot(service: JobService, render: Renderer) -> list[dict[str, Any]]:
+def snapshot(service: JobService, render: Renderer) -> dict[str, Any]:
+    """The live sections' jobs (bounded) and how many active jobs there are in all."""
     now = service.clock()
-    return [render(job, now) for job in service.dashboard_jobs()]
+    board = service.dashboard()
+    jobs = [render(job, now) for job in board.active + board.recent]
+    return {"jobs": jobs, "activeTotal": board.active_total}
 
 
 async def stream(
@@ -64,8 +64,8 @@ async def stream(
     # Subscribe before reading the snapshot so no change can fall between the two; a change
     # seen twice is harmless (the page ignores versions older than the one it shows).
     async with bus.subscribe() as subscription:
-        jobs = await run_in_threadpool(snapshot, service, render)
-        yield f"retry: {RETRY_MS}\n" + encode("snapshot", {"jobs": jobs}, bus.last_id)
+        first = await run_in_threadpool(snapshot, service, render)
+        yield f"retry: {RETRY_MS}\n" + frame("snapshot", to_json(first), bus.last_id)
         while True:
             try:
                 changed = await asyncio.wait_for(subscription.get(), ping)
@@ -74,9 +74,7 @@ async def stream(
                 continue
             event_id = bus.last_id
             # A deleted job is published as {"id", "deleted": true}: newest wins, as for updates.
-            yield "".join(
-                encode("deleted" if job.get("deleted") else "job", job, event_id) for job in changed
-            )
+            yield "".join(frame(c.kind, c.text(), event_id) for c in changed)
             await asyncio.sleep(coalesce)
 
 

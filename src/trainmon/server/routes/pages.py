@@ -14,7 +14,8 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from trainmon.errors import Forbidden
-from trainmon.presentation import CardView, card_view, parse_iso
+from trainmon.models import JobStatus
+from trainmon.presentation import CardView, card_view, parse_iso, row_view
 from trainmon.server.auth import (
     COOKIE_NAME,
     browser_refusal,
@@ -24,7 +25,7 @@ from trainmon.server.auth import (
 )
 from trainmon.server.deps import RenderDep, ServiceDep, SettingsDep, TemplatesDep
 from trainmon.server.sessions import FailureLimiter, SessionBook, SignInLinks, csrf_token
-from trainmon.service import RECENT_SECONDS
+from trainmon.service import ACTIVE_SHOWN, RECENT_SHOWN
 
 router = APIRouter(include_in_schema=False)
 
@@ -39,6 +40,20 @@ SORT_FIELDS: dict[str, tuple[str, ...]] = {
     "recent": ("finishedAt", "updatedAt"),
 }
 
+
+# The table of all jobs: (API sort field or "" for a column that does not sort, heading).
+TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("name", "Name"),
+    ("status", "Status"),
+    ("progress", "Progress"),
+    ("", "Steps"),
+    ("loss", "Loss"),
+    ("createdAt", "Created"),
+    ("startedAt", "Started"),
+    ("finishedAt", "Finished"),
+    ("duration", "Duration"),
+    ("", "Tags"),
+)
 
 Drawn = tuple[Mapping[str, object], CardView]  # a job as the API serialises it, and its card
 
@@ -65,17 +80,23 @@ def dashboard(
     if not can_read(request, settings):
         return RedirectResponse("/login", status_code=303, headers=NO_STORE)
     now = service.clock()
-    jobs = [render(job, now) for job in service.dashboard_jobs()]
-    drawn = [(job, card_view(job, now)) for job in jobs]
+    board = service.dashboard()
+    drawn = [(job, card_view(job, now)) for job in (render(j, now) for j in board.active)]
+    recent = [render(job, now) for job in board.recent]  # newest end first, as the store lists
     session_id = session_of(request)
     context: dict[str, Any] = {
         "signed_in": session_id is not None,
         "csrf": csrf_token(settings, session_id) if session_id else "",
         "active_cards": _newest_first([d for d in drawn if d[1].active], "active"),
-        "recent_cards": _newest_first([d for d in drawn if not d[1].active], "recent"),
+        "active_total": board.active_total,
+        "recent_rows": [row_view(job, now) for job in recent],
         "sort_fields": SORT_FIELDS,
-        "recent_seconds": RECENT_SECONDS,
+        "active_max": ACTIVE_SHOWN,
+        "recent_max": RECENT_SHOWN,
+        "statuses": [s.value for s in JobStatus],
+        "table_sorts": TABLE_COLUMNS,
         "blank_card": card_view({}, now),
+        "blank_row": row_view({}, now),
         "rendered_at": f"{now:.3f}",
     }
     return templates.TemplateResponse(request, "index.html", context, headers=NO_STORE)

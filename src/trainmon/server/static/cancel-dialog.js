@@ -103,7 +103,11 @@ export function initCancel(board, dialog, announce) {
     try {
       const job = await postCancel(id);
       board.setPendingCancel(id, false);
+      const focused = document.activeElement?.closest("[data-job-id]")?.dataset.jobId === id;
       board.upsert(job);
+      board.afterChange();
+      // A job that ended at once (it had not started) is now a row: its status keeps focus.
+      if (focused) board.focusCard(id);
     } catch (error) {
       board.setPendingCancel(id, false);
       if (error instanceof SignInNeeded) {
@@ -114,7 +118,8 @@ export function initCancel(board, dialog, announce) {
         announce(message);
         return;
       }
-      const reason = String(error.message || error).replace(/\.$/, "");
+      // fetch() fails with the browser's own words ("Failed to fetch"): say what happened.
+      const reason = error instanceof TypeError ? "the server cannot be reached" : String(error.message || error).replace(/\.$/, "");
       const message = `Could not cancel: ${reason}. You can try again.`;
       board.showCancelError(id, message);
       announce(message);

@@ -4,33 +4,10 @@
 // markup as one the server drew. Every write is skipped when nothing changed, so an update
 // that moves one number repaints one number.
 
-const TEMPLATE_ID = "card-template";
-
-function setText(el, text) {
-  if (el.textContent !== text) el.textContent = text;
-}
-
-function setAttr(el, name, value) {
-  if (el.getAttribute(name) !== value) el.setAttribute(name, value);
-}
-
-function setFlag(el, name, on) {
-  if (el.hasAttribute(name) !== on) el.toggleAttribute(name, on);
-}
-
-// One lookup per card, then kept on the element: 500 cards updating must not query 500 times.
-function fields(card) {
-  if (!card._fields) {
-    const found = {};
-    for (const el of card.querySelectorAll("[data-f]")) found[el.dataset.f] = el;
-    card._fields = found;
-  }
-  return card._fields;
-}
+import { cloneTemplate, fields, setAttr, setFlag, setText } from "./dom.js";
 
 export function createCard() {
-  const template = document.getElementById(TEMPLATE_ID);
-  return template.content.firstElementChild.cloneNode(true);
+  return cloneTemplate("card-template");
 }
 
 // `pendingCancel`: this page sent a cancel the server has not confirmed yet.
@@ -78,10 +55,15 @@ export function applyCard(card, v, pendingCancel = false) {
   setText(f.rate, v.rate);
   setFlag(f["eta-box"], "hidden", !v.showRate);
   setAttr(f.eta, "data-eta-at", v.etaAt);
+  setAttr(f.eta, "data-started", v.startedIso);
+  setAttr(f.eta, "data-step-at", v.stepAtIso);
+  setAttr(f.eta, "data-step", v.stepCount);
   setText(f.eta, v.eta);
 
   setFlag(f["error-box"], "hidden", !v.error);
-  setText(f.error, v.error);
+  setText(f.error, v.errorLast);
+  setFlag(f["error-more"], "hidden", !v.errorMore);
+  setText(f["error-full"], v.errorMore ? v.error : "");
   setFlag(f["stale-box"], "hidden", !v.staleNote);
   setAttr(f.stale, "data-seen", v.lastSeenIso);
   setText(f.stale, v.staleNote);
@@ -91,6 +73,7 @@ export function applyCard(card, v, pendingCancel = false) {
   setAttr(f.command, "title", v.command);
   setText(f.command, v.command);
   setAttr(f.logs, "href", v.logsUrl || "#");
+  setAttr(f.logs, "aria-label", `Log of ${v.name}`);
   setFlag(f.logs, "hidden", !v.logsUrl);
 }
 

@@ -6,7 +6,7 @@
 
 export const NOT_STARTED = "--:--:--";
 export const DASH = "\u2014";
-const ACTIVE = new Set(["pending", "queued", "running"]);
+export const ACTIVE = new Set(["pending", "queued", "running"]);
 const MAX_EXTRA_METRICS = 4;
 const ISO = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$/;
 
@@ -85,7 +85,32 @@ export function formatSteps(current, total) {
   const tot = asInt(total);
   if (cur === null && tot === null) return DASH;
   if (tot === null) return formatInt(cur || 0);
-  return `${cur === null ? DASH : formatInt(cur)} / ${formatInt(tot)}`;
+  const past = cur !== null && tot > 0 && cur > tot ? " (past total)" : "";
+  return `${cur === null ? DASH : formatInt(cur)} / ${formatInt(tot)}${past}`;
+}
+
+// presentation.py STALL_FACTOR and STALL_FLOOR_SECONDS.
+const STALL_FACTOR = 10;
+const STALL_FLOOR_SECONDS = 30;
+
+export function stallNote(job, now) {
+  const start = parseIso(job.startedAt);
+  const moved = parseIso(job.stepAt);
+  const step = asInt(job.currentStep);
+  if (job.status !== "running" || start === null || moved === null || !step || step <= 0) return "";
+  const usual = Math.max(0, moved - start) / step;
+  const quiet = now - moved;
+  if (quiet <= Math.max(STALL_FACTOR * usual, STALL_FLOOR_SECONDS)) return "";
+  return `stalled ${formatDuration(quiet)}`;
+}
+
+// [the line a card shows, whether more lies behind "Show more"]: a traceback's last line.
+export function errorParts(error) {
+  const text = typeof error === "string" ? error : "";
+  // Split and trim exactly as presentation.py does: \r\n, \r or \n; spaces and tabs.
+  const lines = text.split(/\r\n|\r|\n/).map((line) => line.replace(/^[ \t]+|[ \t]+$/g, "")).filter(Boolean);
+  if (!lines.length) return ["", false];
+  return [lines[lines.length - 1], lines.length > 1];
 }
 
 export function numberValue(value) {
@@ -240,6 +265,9 @@ export function cardView(job, now) {
   const [progressValue, progressLabel] = formatPercent(job.progress);
   const note = stale && running ? staleNote(parseIso(job.lastSeenAt), now) : "";
   const end = etaAt(job);
+  const stalled = stallNote(job, now);
+  const error = status === "failed" && job.error ? String(job.error) : "";
+  const [errorLast, errorMore] = errorParts(error);
   const id = String(job.id ?? "");
   return {
     id,
@@ -260,10 +288,14 @@ export function cardView(job, now) {
     loss,
     lossBad,
     rate: formatRate(stepsPerSecond(job)),
-    eta: formatEta(end, now),
+    eta: stalled || formatEta(end, now),
     etaAt: end === null ? "" : end.toFixed(3),
     showRate: running,
-    error: status === "failed" && job.error ? String(job.error) : "",
+    error,
+    errorLast,
+    errorMore,
+    stepAtIso: String(job.stepAt || ""),
+    stepCount: asInt(job.currentStep) === null ? "" : String(asInt(job.currentStep)),
     staleNote: note,
     lastSeenIso: String(job.lastSeenAt || ""),
     extra: formatExtra(job.metrics),
@@ -271,5 +303,52 @@ export function cardView(job, now) {
     cancelling: active && job.cancelRequested === true,
     logsUrl: job.executor === "local" ? `/api/training/jobs/${id}/logs/download` : "",
     updatedIso: String(job.updatedAt || ""),
+  };
+}
+
+export function formatRunTime(started, finished, now) {
+  if (started === null) return DASH;
+  if (finished !== null) return formatDuration(finished - started);
+  return `${formatDuration(now - started)}\u2026`;
+}
+
+// The same fields as presentation.RowView, camelCased.
+export function rowView(job, now) {
+  const status = String(job.status ?? "");
+  const active = ACTIVE.has(status);
+  const [progressValue, progressLabel] = formatPercent(job.progress);
+  const [loss, lossBad] = formatLoss(job.currentLoss);
+  const at = (name) => parseIso(job[`${name}At`]);
+  const created = at("created");
+  const started = at("started");
+  const finished = at("finished");
+  const error = status === "failed" && job.error ? String(job.error) : "";
+  const [errorLast, errorMore] = errorParts(error);
+  return {
+    id: String(job.id ?? ""),
+    name: String(job.name ?? ""),
+    status,
+    active,
+    badge: badgeFor(status, job.stale === true),
+    progressAttr: progressValue.toFixed(2),
+    progressLabel,
+    steps: formatSteps(job.currentStep, job.totalSteps),
+    loss,
+    lossBad,
+    createdIso: String(job.createdAt || ""),
+    createdRelative: relativeTime(created, now),
+    createdTitle: exactTimeLocal(created),
+    startedIso: String(job.startedAt || ""),
+    startedRelative: relativeTime(started, now),
+    startedTitle: exactTimeLocal(started),
+    finishedIso: String(job.finishedAt || ""),
+    finishedRelative: relativeTime(finished, now),
+    finishedTitle: exactTimeLocal(finished),
+    duration: formatRunTime(started, active ? null : finished, now),
+    tags: Array.isArray(job.tags) ? job.tags.map(String).join(", ") : "",
+    updatedIso: String(job.updatedAt || ""),
+    error,
+    errorLast,
+    errorMore,
   };
 }
