@@ -51,3 +51,12 @@ class Conflict(TrainmonError):
 class PayloadTooLarge(TrainmonError):
     status = 413
     code = "payload_too_large"
+
+
+class ServerBusy(TrainmonError):
+    """Over capacity for now: the client should wait ``retry_after`` seconds and send again
+    (the SDK does, keeping its points meanwhile)."""
+
+    status = 503
+    code = "server_busy"
+    retry_after = 1

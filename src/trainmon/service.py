@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
 
-from trainmon.errors import BadRequest, Conflict, NotFound, ValidationFailed
+from trainmon.errors import BadRequest, Conflict, NotFound, TrainmonError, ValidationFailed
 from trainmon.job_query import JobQuery, QueryError, decode_cursor, encode_cursor
 from trainmon.models import (
     ACTIVE,
@@ -97,6 +98,26 @@ class Dashboard:
 class ReportResult:
     applied: bool
     job: Job
+
+
+@dataclass(frozen=True, slots=True)
+class ReportItem:
+    """A reporter's batch, ready to store: everything that grows with its points (the chunk's
+    encoding, its metric keys) is done before the write transaction every writer waits for."""
+
+    job_id: str
+    report: ProgressReport
+    keys: set[str]
+    chunk: str | None
+
+    @classmethod
+    def of(cls, job_id: str, report: ProgressReport) -> ReportItem:
+        chunk = encode_chunk(report.points) if report.points else None
+        return cls(job_id, report, batch_metric_keys(report.points), chunk)
+
+
+def _applied(outcome: ReportResult | TrainmonError) -> bool:
+    return isinstance(outcome, ReportResult) and outcome.applied
 
 
 class JobService:
@@ -223,23 +244,94 @@ class JobService:
 
     def report(self, job_id: str, report: ProgressReport) -> ReportResult:
         """Apply one reporter batch in one transaction, once per ``(reporter, seq)``."""
+        [outcome] = self.report_many([ReportItem.of(job_id, report)])
+        if isinstance(outcome, TrainmonError):
+            raise outcome
+        return outcome
+
+    def report_many(self, items: Sequence[ReportItem]) -> list[ReportResult | TrainmonError]:
+        """Apply many reporter batches in one transaction (a group commit). A refused batch
+        leaves the others; each job's row is written and announced once, however many of its
+        batches there were. The outcome of each item, in order; nothing is answered before
+        the commit."""
         now = self.clock()
-        # Everything that grows with the batch happens before the write lock, which every
-        # other job's reports wait for (SQLite has one writer).
-        keys = batch_metric_keys(report.points)
-        chunk = encode_chunk(report.points) if report.points else None
         with self.store.write() as conn:
-            job = self._locked(conn, job_id)
-            if not self.store.claim_batch(conn, job_id, report.reporter, report.seq):
-                return ReportResult(False, job)
-            self._check_metric_keys(job, keys)
-            updated = apply_report(job, report, now)
-            if chunk is not None:
-                self.store.insert_chunk(
-                    conn, job_id, job.point_count + 1, len(report.points), chunk
-                )
-            self.store.save_job(conn, updated)
-        self._publish(updated)
+            try:
+                with conn.begin_nested():
+                    outcomes, touched, before = self._apply_group(conn, items, now)
+            except IntegrityError:  # another server claimed one of these batches meanwhile
+                outcomes, touched = self._apply_each(conn, items, now)
+                before = None
+            self.store.save_jobs(conn, list(touched.values()), before)
+        for job in touched.values():
+            self._publish(job)
+        return outcomes
+
+    def _apply_group(
+        self, conn: Connection, items: Sequence[ReportItem], now: float
+    ) -> tuple[list[ReportResult | TrainmonError], dict[str, Job], dict[str, Job]]:
+        """The whole group in a handful of statements: its jobs and known batches read at
+        once, every decision made in Python, new batches and chunks written at once. The
+        outcomes, the jobs changed, and the same jobs as they were read."""
+        found = self.store.get_jobs(conn, {i.job_id for i in items if is_job_id(i.job_id)})
+        keys = [(i.job_id, i.report.reporter, i.report.seq) for i in items]
+        # An id no job can have (NUL, 1 MB) never reaches the database: it is just not found.
+        claimed = self.store.claimed_batches(conn, [k for k in keys if k[0] in found])
+        outcomes: list[ReportResult | TrainmonError] = []
+        touched: dict[str, Job] = {}
+        chunks: list[tuple[str, int, int, str]] = []
+        for item, key in zip(items, keys, strict=True):
+            job = touched.get(item.job_id) or found.get(item.job_id)
+            if job is None:
+                outcomes.append(NotFound(f"no job with id {item.job_id!r}"))
+                continue
+            if key in claimed:  # a resend: answered, not applied again
+                outcomes.append(ReportResult(False, job))
+                continue
+            try:
+                self._check_metric_keys(job, item.keys)
+                updated = apply_report(job, item.report, now)
+            except TrainmonError as exc:  # the batch stays unclaimed: sent again, it may apply
+                outcomes.append(exc)
+                continue
+            claimed.add(key)
+            if item.chunk is not None:
+                first = job.point_count + 1
+                chunks.append((item.job_id, first, len(item.report.points), item.chunk))
+            touched[item.job_id] = updated
+            outcomes.append(ReportResult(True, updated))
+        applied = [k for k, o in zip(keys, outcomes, strict=True) if _applied(o)]
+        self.store.insert_claims(conn, applied)
+        self.store.insert_chunks(conn, chunks)
+        return outcomes, touched, found
+
+    def _apply_each(
+        self, conn: Connection, items: Sequence[ReportItem], now: float
+    ) -> tuple[list[ReportResult | TrainmonError], dict[str, Job]]:
+        """One savepoint a batch: slower, and safe whatever other writers do."""
+        outcomes: list[ReportResult | TrainmonError] = []
+        touched: dict[str, Job] = {}
+        for item in items:
+            try:
+                with conn.begin_nested():
+                    outcomes.append(self._apply(conn, item, touched, now))
+            except TrainmonError as exc:
+                outcomes.append(exc)
+        return outcomes, touched
+
+    def _apply(
+        self, conn: Connection, item: ReportItem, touched: dict[str, Job], now: float
+    ) -> ReportResult:
+        report = item.report
+        job = touched.get(item.job_id) or self._locked(conn, item.job_id)
+        if not self.store.claim_batch(conn, item.job_id, report.reporter, report.seq):
+            return ReportResult(False, job)
+        self._check_metric_keys(job, item.keys)
+        updated = apply_report(job, report, now)
+        if item.chunk is not None:
+            first = job.point_count + 1
+            self.store.insert_chunk(conn, item.job_id, first, len(report.points), item.chunk)
+        touched[item.job_id] = updated
         return ReportResult(True, updated)
 
     def _check_metric_keys(self, job: Job, keys: set[str]) -> None:

@@ -81,6 +81,7 @@ class Settings:
     max_metric_keys: int = 1_000  # distinct metric names per job
     max_connections: int = 1_000  # open HTTP connections; beyond it: 503 and close
     max_event_streams: int = 100  # open SSE streams (they count as connections too)
+    max_pending_reports: int = 5_000  # reports waiting to be stored; beyond it: 503 (ingest.py)
     header_timeout: float = 10.0  # seconds to send a request's headers
     body_timeout: float = 30.0  # seconds to send its body
     keep_alive_timeout: float = 20.0  # idle seconds between requests (the SDK flushes every 0.5)
@@ -172,6 +173,7 @@ LIMIT_VARIABLES = {
     "max_metric_keys": "TRAINMON_MAX_METRIC_KEYS",
     "max_connections": "TRAINMON_MAX_CONNECTIONS",
     "max_event_streams": "TRAINMON_MAX_EVENT_STREAMS",
+    "max_pending_reports": "TRAINMON_MAX_PENDING_REPORTS",
     "header_timeout": "TRAINMON_HEADER_TIMEOUT",
     "body_timeout": "TRAINMON_BODY_TIMEOUT",
     "keep_alive_timeout": "TRAINMON_KEEP_ALIVE_TIMEOUT",

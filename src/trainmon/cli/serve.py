@@ -179,6 +179,12 @@ SERVE_OPTIONS: tuple[ServeOption, ...] = (
         COUNT,
     ),
     ServeOption(
+        ("--max-pending-reports",),
+        "Progress reports waiting to be stored; more get a 503 and are sent again [env "
+        "TRAINMON_MAX_PENDING_REPORTS; 5000].",
+        COUNT,
+    ),
+    ServeOption(
         ("--header-timeout",),
         "Seconds a client has to send a request's headers [env TRAINMON_HEADER_TIMEOUT; 10].",
         SECONDS,

@@ -442,13 +442,24 @@ class Flusher:
             if answer is None or answer.status >= 500 or answer.status == 429:
                 reason = failure or f"HTTP {answer.status if answer else '?'}"
                 self._failures += 1
-                self._next_attempt = now + backoff(self._failures, self.config.backoff_max)
+                wait = backoff(self._failures, self.config.backoff_max)
+                if answer is not None and answer.retry_after is not None:
+                    wait = max(wait, answer.retry_after)  # a busy server says when
+                self._next_attempt = now + wait
                 if entry.kind is Kind.HEARTBEAT:
                     self._pop(entry)  # a missed heartbeat is not worth a retry
-                self._warn_once(
-                    "unreachable",
-                    f"trainmon: cannot reach {self._url} ({reason}); points are kept and retried",
-                )
+                if answer is not None and answer.status in (429, 503):
+                    self._warn_once(
+                        "busy",
+                        f"trainmon: {self._url} is busy ({reason}); points are kept and sent "
+                        "when it has room",
+                    )
+                else:
+                    self._warn_once(
+                        "unreachable",
+                        f"trainmon: cannot reach {self._url} ({reason}); points are kept and "
+                        "retried",
+                    )
                 return False
             self._failures = 0
             self._next_attempt = 0.0

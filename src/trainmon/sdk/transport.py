@@ -18,6 +18,16 @@ from dataclasses import dataclass
 class Response:
     status: int
     body: bytes
+    retry_after: float | None = None  # seconds, when a busy server says when to come back
+
+
+def retry_after(value: str | None) -> float | None:
+    """A Retry-After header in seconds (the HTTP-date form is not one we send)."""
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and 0 <= seconds <= 3600 else None
 
 
 class TransportError(OSError):
@@ -86,7 +96,7 @@ class HttpTransport:
         data = answer.read()
         if answer.will_close:
             self.close()
-        return Response(answer.status, data)
+        return Response(answer.status, data, retry_after(answer.getheader("Retry-After")))
 
     def close(self) -> None:
         if self._conn is not None:

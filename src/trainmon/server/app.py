@@ -24,10 +24,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.types import Scope
 
+from trainmon.ingest import IngestQueue
 from trainmon.models import Change, Deleted, Subscriber
 from trainmon.runner.executor import executor_factory, executor_hooks
 from trainmon.server.bus import EventBus
 from trainmon.server.errors import install_error_handlers
+from trainmon.server.fast_ingest import IngestFastPath
 from trainmon.server.middleware import GuardMiddleware
 from trainmon.server.routes import auth, docs, events, executors, health, jobs, logs, pages
 from trainmon.server.schemas import ProgressIn, Renderer
@@ -175,6 +177,8 @@ def create_app(settings: Settings, *, start_executor: bool | None = None) -> Fas
         app.state.store, app.state.bus, app.state.service = store, bus, service
         app.state.render, app.state.executor = render, executor
         app.state.sessions = SessionBook(store, settings)
+        ingest = app.state.ingest = IngestQueue(service, max_pending=settings.max_pending_reports)
+        ingest.start()
         if run_executor:
             executor.start()
         period = max(0.2, min(1.0, settings.heartbeat_interval / 4))
@@ -187,6 +191,7 @@ def create_app(settings: Settings, *, start_executor: bool | None = None) -> Fas
             stop.set()
             await watcher
             await housekeeper
+            await run_in_threadpool(ingest.stop)  # what is waiting is stored first
             if run_executor:
                 await run_in_threadpool(executor.stop)
             store.dispose()
@@ -221,6 +226,7 @@ def create_app(settings: Settings, *, start_executor: bool | None = None) -> Fas
         ImmutableStaticFiles(directory=STATIC_DIR, check_dir=False),
         name="static",
     )
+    app.add_middleware(IngestFastPath)  # inside the guard: added first
     app.add_middleware(
         GuardMiddleware, host_names=settings.host_names(), max_body=settings.max_body_bytes
     )

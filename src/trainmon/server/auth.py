@@ -15,6 +15,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from fastapi import Request
+from starlette.types import Scope
 
 from trainmon.errors import Forbidden, Unauthorized
 from trainmon.server.sessions import SessionBook, csrf_token
@@ -40,7 +41,18 @@ def valid_token(settings: Settings, candidate: str | None) -> bool:
 
 
 def bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
+    return _bearer_value(request.headers.get("authorization", ""))
+
+
+def bearer_of(scope: Scope) -> str | None:
+    """The bearer token of a raw ASGI request (server/fast_ingest.py), as ``bearer`` reads it."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            return _bearer_value(value.decode("latin-1"))
+    return None
+
+
+def _bearer_value(header: str) -> str | None:
     scheme, _, value = header.partition(" ")
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 

@@ -20,7 +20,9 @@ HTTP_CODES = {
 
 
 def error_response(error: TrainmonError) -> JSONResponse:
-    return JSONResponse(error.to_json(), status_code=error.status)
+    wait = getattr(error, "retry_after", None)
+    headers = {"Retry-After": str(wait)} if wait is not None else None
+    return JSONResponse(error.to_json(), status_code=error.status, headers=headers)
 
 
 def validation_to_error(exc: RequestValidationError) -> TrainmonError:

@@ -26,18 +26,13 @@ from typing import Any
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from trainmon.errors import TrainmonError
+from trainmon.errors import ServerBusy
 
-RETRY_AFTER_SECONDS = 1
+RETRY_AFTER_SECONDS = ServerBusy.retry_after
 REJECT_LINGER_SECONDS = 1.0  # a refused client has this long to read its 503
 # File descriptors kept free of client connections: the database, log files, the executor's
 # pipes, and the listening socket itself.
 RESERVED_FDS = 64
-
-
-class ServerBusy(TrainmonError):
-    status = 503
-    code = "server_busy"
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ job maps to its row is ``store/rows.py``."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -13,10 +13,13 @@ from sqlalchemy import (
     Connection,
     Engine,
     Select,
+    Update,
     and_,
+    bindparam,
     func,
     or_,
     select,
+    tuple_,
     union_all,
     update,
 )
@@ -96,6 +99,14 @@ def decode_chunk(first_seq: int, data: str) -> list[StoredPoint]:
     ]
 
 
+# Every column a job's row is saved with, but its key and search_key (kept by a trigger).
+UPDATED_COLUMNS = tuple(c.name for c in jobs.columns if c.name not in ("id", "search_key"))
+
+
+def _update_params(row: dict[str, Any]) -> dict[str, Any]:
+    return {f"v_{name}": value for name, value in row.items()}
+
+
 # A filtered list with at most this many matches sorts them rather than walk a sort index (the
 # count that decides is exact this far: service.COUNT_CAP).
 FEW_ROWS = 10_000
@@ -112,6 +123,28 @@ class Store:
             make_engine(url, writer=False) if is_sqlite(self.engine) else (self.engine)
         )
         self.dialect = self.engine.dialect.name
+        # The statements every report runs, built once: building one costs SQLAlchemy more
+        # than running it (a job row has ~40 columns), and a reused statement's cache key is
+        # kept. Values come as bound parameters.
+        self._get = select(jobs).where(jobs.c.id == bindparam("job_id"))
+        self._get_locked = (
+            self._get.with_for_update() if self.dialect == "postgresql" else self._get
+        )
+        self._update = (
+            update(jobs)
+            .where(jobs.c.id == bindparam("v_id"))
+            .values({name: bindparam(f"v_{name}") for name in UPDATED_COLUMNS})
+        )
+        self._updates: dict[tuple[str, ...], Update] = {}
+        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        self._claim = (
+            dialect_insert(batches)
+            .values(
+                job_id=bindparam("job_id"), reporter=bindparam("reporter"), seq=bindparam("seq")
+            )
+            .on_conflict_do_nothing()
+            .returning(batches.c.seq)
+        )
 
     def migrate(self) -> int:
         return upgrade(self.engine)
@@ -138,16 +171,78 @@ class Store:
             conn.execute(job_tags.insert(), [{"job_id": job.id, "tag": t} for t in set(job.tags)])
 
     def get_job(self, conn: Connection, job_id: str, *, lock: bool = False) -> Job | None:
-        query = select(jobs).where(jobs.c.id == job_id)
-        if lock and self.dialect == "postgresql":
-            query = query.with_for_update()
-        row = conn.execute(query).mappings().first()
+        query = self._get_locked if lock else self._get
+        row = conn.execute(query, {"job_id": job_id}).mappings().first()
         return None if row is None else row_to_job(row)
 
+    def get_jobs(self, conn: Connection, job_ids: set[str]) -> dict[str, Job]:
+        """These jobs by id, locked for this transaction (those that exist)."""
+        if not job_ids:
+            return {}
+        query = select(jobs).where(jobs.c.id.in_(sorted(job_ids)))
+        if self.dialect == "postgresql":
+            query = query.with_for_update()  # in id order: two writers never deadlock
+        return {row["id"]: row_to_job(row) for row in conn.execute(query).mappings()}
+
+    def claimed_batches(
+        self, conn: Connection, keys: Sequence[tuple[str, str, int]]
+    ) -> set[tuple[str, str, int]]:
+        """Which of these ``(job, reporter, seq)`` were applied already."""
+        if not keys:
+            return set()
+        key = tuple_(batches.c.job_id, batches.c.reporter, batches.c.seq)
+        query = select(batches.c.job_id, batches.c.reporter, batches.c.seq)
+        rows = conn.execute(query.where(key.in_(sorted(set(keys)))))
+        return {(job_id, reporter, seq) for job_id, reporter, seq in rows}
+
+    def insert_claims(self, conn: Connection, keys: Sequence[tuple[str, str, int]]) -> None:
+        if keys:
+            rows = [{"job_id": j, "reporter": r, "seq": s} for j, r, s in keys]
+            conn.execute(batches.insert(), rows)
+
+    def insert_chunks(self, conn: Connection, chunks: Sequence[tuple[str, int, int, str]]) -> None:
+        """Store chunks ``encode_chunk`` made: ``(job, first_seq, count, data)`` each."""
+        if chunks:
+            rows = [{"job_id": j, "first_seq": f, "count": n, "data": d} for j, f, n, d in chunks]
+            conn.execute(point_chunks.insert(), rows)
+
     def save_job(self, conn: Connection, job: Job) -> None:
-        row = job_to_row(job)
-        del row["id"]
-        conn.execute(update(jobs).where(jobs.c.id == job.id).values(**row))
+        self.save_jobs(conn, [job])
+
+    def save_jobs(
+        self, conn: Connection, changed: Sequence[Job], before: Mapping[str, Job] | None = None
+    ) -> None:
+        """Write jobs' rows, an executemany per set of columns that changed. With ``before``
+        (the jobs as read), only the columns a report changed are set: SQLite updates every
+        index on a column that is set, and a job row has a dozen; a report moves three."""
+        if not changed:
+            return
+        if before is None:
+            conn.execute(self._update, [_update_params(job_to_row(job)) for job in changed])
+            return
+        by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for job in changed:
+            row = job_to_row(job)
+            old = before.get(job.id)
+            was = job_to_row(old) if old is not None else {}
+            columns = tuple(c for c in UPDATED_COLUMNS if c in row and row[c] != was.get(c))
+            if columns:
+                params = {f"v_{c}": row[c] for c in columns} | {"v_id": job.id}
+                by_columns.setdefault(columns, []).append(params)
+        for columns, rows in by_columns.items():
+            conn.execute(self._update_of(columns), rows)
+
+    def _update_of(self, columns: tuple[str, ...]) -> Update:
+        statement = self._updates.get(columns)
+        if statement is None:
+            statement = (
+                update(jobs)
+                .where(jobs.c.id == bindparam("v_id"))
+                .values({name: bindparam(f"v_{name}") for name in columns})
+            )
+            if len(self._updates) < 256:  # a handful of shapes in practice; never unbounded
+                self._updates[columns] = statement
+        return statement
 
     def list_jobs(
         self,
@@ -342,10 +437,8 @@ class Store:
 
     def claim_batch(self, conn: Connection, job_id: str, reporter: str, seq: int) -> bool:
         """Record ``(job, reporter, seq)``; False when it was already applied."""
-        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-        stmt = dialect_insert(batches).values(job_id=job_id, reporter=reporter, seq=seq)
         # RETURNING, not rowcount: psycopg reports -1 rows for ON CONFLICT DO NOTHING.
-        inserted = conn.execute(stmt.on_conflict_do_nothing().returning(batches.c.seq))
+        inserted = conn.execute(self._claim, {"job_id": job_id, "reporter": reporter, "seq": seq})
         return inserted.first() is not None
 
     def insert_points(

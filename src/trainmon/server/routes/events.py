@@ -19,14 +19,10 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
+from trainmon.errors import ServerBusy
 from trainmon.server.bus import EventBus, to_json
 from trainmon.server.deps import BusDep, ReadAccess, RenderDep, ServiceDep, SettingsDep
-from trainmon.server.limits import (
-    RETRY_AFTER_SECONDS,
-    EventStreamSlots,
-    ServerBusy,
-    event_stream_slots,
-)
+from trainmon.server.limits import RETRY_AFTER_SECONDS, EventStreamSlots, event_stream_slots
 from trainmon.server.schemas import Renderer
 from trainmon.service import JobService
 

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
 
 from trainmon.errors import ValidationFailed
+from trainmon.ingest import IngestQueue
 from trainmon.job_query import DEFAULT_SORT, SORT_COLUMNS, QueryError, build_query
 from trainmon.models import float_to_json
 from trainmon.reporting import LOSS
 from trainmon.server.auth import require_token
-from trainmon.server.deps import AuthorityDep, ReadAccess, RenderDep, ServiceDep, WriteAccess
+from trainmon.server.deps import (
+    AuthorityDep,
+    IngestDep,
+    ReadAccess,
+    RenderDep,
+    ServiceDep,
+    WriteAccess,
+)
 from trainmon.server.schemas import JobCreateIn, ProgressIn, iso, scalars_to_json
 
 router = APIRouter(prefix="/api/training", tags=["jobs"], dependencies=[ReadAccess])
@@ -125,12 +133,24 @@ PROGRESS_BODY = {
 
 
 @router.post("/jobs/{job_id}/progress", dependencies=[WriteAccess], openapi_extra=PROGRESS_BODY)
-async def report_progress(service: ServiceDep, job_id: str, request: Request) -> dict[str, Any]:
+async def report_progress(
+    service: ServiceDep, ingest: IngestDep, job_id: str, request: Request
+) -> dict[str, Any]:
+    """Answered once the batch is committed (stored with others waiting, in one transaction:
+    ingest.py); 503 with Retry-After when too many reports are waiting to be stored. Requests
+    with the bearer token take a shorter way to the same function (server/fast_ingest.py)."""
+    return await accept_report(ingest, service.clock, job_id, await request.body())
+
+
+async def accept_report(
+    ingest: IngestQueue, clock: Callable[[], float], job_id: str, body: bytes
+) -> dict[str, Any]:
+    """A progress batch from its raw body to the reporter's answer, after the commit."""
     try:
-        batch = ProgressIn.model_validate_json(await request.body())
+        batch = ProgressIn.model_validate_json(body)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False)) from None
-    result = await run_in_threadpool(service.report, job_id, batch.to_report(service.clock()))
+    result = await ingest.submit(job_id, batch.to_report(clock()))
     return {
         "applied": result.applied,
         "cancelRequested": result.job.cancel_requested,
