@@ -24,30 +24,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import multiprocessing
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from servers import cpu_seconds, database, server
 from sqlalchemy import create_engine, text
 
-PG_ADMIN = os.environ.get("TRAINMON_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 TOKEN = "fleet-bench-token-0123456789"
 FLUSH_SECONDS = 0.5
 SENT = re.compile(rb'"sent":([0-9.e+]+)')
 POINTS_PER_BATCH = 5
+SERVER_ARGS = ("--max-connections", "3000", "--max-event-streams", "200")
 
 SDK_SCRIPT = """
 import sys, time, trainmon
@@ -61,59 +57,6 @@ while time.monotonic() < end:
 run.finish()
 print(run.id, step, flush=True)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-@contextlib.contextmanager
-def database(backend: str, tmp: Path) -> Iterator[str]:
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp / 'fleet.db'}"
-        return
-    schema = f"fleet_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{PG_ADMIN}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
-@contextlib.contextmanager
-def server(url: str, tmp: Path) -> Iterator[tuple[str, int, int]]:
-    port = free_port()
-    env = {**os.environ, "TRAINMON_DATA_DIR": str(tmp / "data"), "TRAINMON_TOKEN": TOKEN}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "trainmon.cli", "serve", "--port", str(port), "--db", url,
-         "--no-executor", "--max-connections", "3000", "--max-event-streams", "200"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/healthz", timeout=1).is_success:
-                    break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("the server did not start")
-            time.sleep(0.05)
-        yield base, port, proc.pid
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
 
 
 @dataclass
@@ -316,7 +259,9 @@ def one_run(backend: str, size: int, viewers: int, seconds: float, mode: str) ->
     with (
         tempfile.TemporaryDirectory() as tmp,
         database(backend, Path(tmp)) as url,
-        server(url, Path(tmp)) as (base, port, pid),
+        server(
+            url, Path(tmp), TOKEN, "--max-connections", "3000", "--max-event-streams", "200"
+        ) as (base, port, pid),
     ):
         before = cpu_seconds(pid)
         if mode == "raw":

@@ -22,28 +22,25 @@ import contextlib
 import os
 import random
 import selectors
-import signal
 import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine, text
+from servers import cpu_seconds, database, server
+from sqlalchemy import text
 
 from trainmon.models import Job, JobStatus
 from trainmon.store import Store
 from trainmon.store.rows import job_to_row
 from trainmon.store.tables import job_tags, jobs
 
-PG_ADMIN = os.environ.get("TRAINMON_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 TOKEN = "list-scale-bench-token"
+SERVER_ARGS = ("--lost-contact-timeout", "86400")  # the filled running jobs report nothing
 REPEATS = 40
 WORDS = ["llama", "lora", "mistral", "bert", "gpt2", "vit", "resnet", "mlp", "sweep", "base"]
 ERRORS = ["CUDA out of memory", "loss is NaN at step 4012", "killed by SIGKILL", "disk full"]
@@ -91,34 +88,6 @@ def fill(url: str, count: int) -> None:
             conn.execute(text("ANALYZE"))
     finally:
         store.dispose()
-
-
-@contextlib.contextmanager
-def database(backend: str, tmp: Path) -> Iterator[str]:
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp / 'bench.db'}"
-        return
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{PG_ADMIN}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def idle_cpu(pid: int, seconds: float = 10.0) -> float:
@@ -182,31 +151,6 @@ def cpu_under_viewers(base: str, port: int, pid: int, viewers: int, seconds: flo
         )
     client.close()
     return used
-
-
-@contextlib.contextmanager
-def server(url: str, tmp: Path) -> Iterator[tuple[str, int, int]]:
-    port = free_port()
-    env = {**os.environ, "TRAINMON_DATA_DIR": str(tmp / "data"), "TRAINMON_TOKEN": TOKEN}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "trainmon.cli", "serve", "--port", str(port), "--db", url,
-         "--no-executor", "--lost-contact-timeout", "86400"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/healthz", timeout=1).is_success:
-                    break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("the server did not start")
-            time.sleep(0.05)
-        yield base, port, proc.pid
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=20)
 
 
 def timed(client: httpx.Client, params: dict[str, object]) -> tuple[float, dict[str, object]]:
@@ -288,7 +232,7 @@ def main() -> None:
                 began = time.perf_counter()
                 fill(url, size)
                 filled = time.perf_counter() - began
-                with server(url, Path(tmp)) as (base, port, pid):
+                with server(url, Path(tmp), TOKEN, *SERVER_ARGS) as (base, port, pid):
                     idle = idle_cpu(pid)
                     figures = api_figures(base)
                     page = {} if args.no_browser else browser_figures(base)
