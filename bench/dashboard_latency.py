@@ -4,11 +4,13 @@
    chromium keeps the dashboard open. For every accepted report (its HTTP 200 arrived), the
    time until that job's card shows that step or a later one. p50/p99, live (SSE) and, as the
    peer, the seed's way: polling the active list every 5 s (the page's fallback mode).
-2. First render: a page with 500 active jobs, from navigation start to first contentful paint
-   and to the live snapshot applied. Median of 5 loads.
+2. First render: a page with 500 active jobs, from navigation start to first contentful paint,
+   to the live snapshot applied, and to the table of all jobs showing its first page: the page
+   shows its data when the last of these has happened. Median of 5 loads.
 
-Targets: p99 under 250 ms; 500 cards rendered in under 1 s. Runs unattended (starts its own
-server in a temp dir) in about 2 minutes. Usage: python bench/dashboard_latency.py [--seconds 20]
+Targets: p99 under 250 ms; a 500-job page showing its data in under 1 s. Runs unattended
+(starts its own server in a temp dir) in about 2 minutes.
+Usage: python bench/dashboard_latency.py [--seconds 20]
 """
 
 from __future__ import annotations
@@ -250,23 +252,31 @@ def measure_latency(
 
 
 def measure_render(server: Server, page: Page, repeats: int) -> dict[str, float]:
-    fcp, snapshot, cards = [], [], 0
+    fcp, snapshot, shown, cards = [], [], [], 0
     for _ in range(repeats):
         page.goto(server.url)
-        page.wait_for_function("performance.getEntriesByName('trainmon:snapshot').length > 0",
-                               timeout=30_000)  # fmt: skip
+        page.wait_for_function(
+            "['trainmon:snapshot', 'trainmon:table'].every("
+            "(m) => performance.getEntriesByName(m).length > 0)",
+            timeout=30_000,
+        )
         timing = page.evaluate(
             """() => ({
                 fcp: performance.getEntriesByName('first-contentful-paint')[0]?.startTime,
                 snapshot: performance.getEntriesByName('trainmon:snapshot')[0].startTime,
+                table: performance.getEntriesByName('trainmon:table')[0].startTime,
                 cards: document.querySelectorAll('#active-list > article').length,
             })"""
         )
         fcp.append(timing["fcp"])
         snapshot.append(timing["snapshot"])
+        shown.append(max(timing["fcp"], timing["snapshot"], timing["table"]))
         cards = timing["cards"]
     return {
         "cards": cards,
+        "shown": statistics.median(shown),
+        "shown_min": min(shown),
+        "shown_max": max(shown),
         "fcp": statistics.median(fcp),
         "fcp_min": min(fcp),
         "fcp_max": max(fcp),
@@ -352,12 +362,14 @@ def main() -> None:
     print(f"  SSE p99 {live['p99']:.0f} ms vs target {TARGET_P99_MS:.0f} ms: "
           f"{ok(live['p99'], TARGET_P99_MS)}; polling p99 / SSE p99 = "
           f"{polled['p99'] / max(live['p99'], 1):.0f}x")  # fmt: skip
-    print(f"first render of {render['cards']:.0f} active cards (median of {args.repeats}, "
-          f"min-max):")  # fmt: skip
+    print(f"first render of a page with {args.render_jobs} active jobs ({render['cards']:.0f} "
+          f"as cards; median of {args.repeats}, min-max):")  # fmt: skip
     print(f"  first contentful paint {render['fcp']:.0f} ms ({render['fcp_min']:.0f}-"
           f"{render['fcp_max']:.0f}); live snapshot applied {render['snapshot']:.0f} ms "
-          f"({render['snapshot_min']:.0f}-{render['snapshot_max']:.0f}); target "
-          f"{TARGET_RENDER_MS:.0f} ms: {ok(render['fcp'], TARGET_RENDER_MS)}")  # fmt: skip
+          f"({render['snapshot_min']:.0f}-{render['snapshot_max']:.0f})")  # fmt: skip
+    print(f"  data shown (the last of paint, snapshot, table) {render['shown']:.0f} ms "
+          f"({render['shown_min']:.0f}-{render['shown_max']:.0f}); target "
+          f"{TARGET_RENDER_MS:.0f} ms: {ok(render['shown'], TARGET_RENDER_MS)}")  # fmt: skip
     print(f"total bench time {time.monotonic() - began:.0f} s")
 
 

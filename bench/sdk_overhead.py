@@ -201,6 +201,26 @@ def import_ms(module: str, repeats: int = 5) -> float | None:
     return statistics.median(times) if times else None
 
 
+def step_work() -> float:
+    """A stand-in for a small training step: ~50 us of pure-Python arithmetic."""
+    return sum(i * 0.5 for i in range(800))
+
+
+def real_loop(run: object, steps: int) -> tuple[float, float]:
+    """Wall seconds of ``steps`` steps bare, then with ``run.log`` each step (the flusher's
+    work, which shares the GIL, lands in the second figure)."""
+    began = time.perf_counter()
+    for _ in range(steps):
+        step_work()
+    bare = time.perf_counter() - began
+    log = run.log  # type: ignore[attr-defined]
+    began = time.perf_counter()
+    for i in range(steps):
+        log(step=i, loss=step_work())
+    logged = time.perf_counter() - began
+    return bare, logged
+
+
 MEMORY_CHILD = """
 import os, sys, time
 import trainmon
@@ -287,6 +307,10 @@ def main() -> None:
         import trainmon
 
         trainmon.finish()
+        steps = 10_000 if args.quick else 20_000
+        loop_run = trainmon.init("bench-real-loop", url=server.url, token=server.token)
+        bare, logged = real_loop(loop_run, steps)
+        loop_run.finish()
     finally:
         server.stop()
 
@@ -308,9 +332,12 @@ def main() -> None:
         amortized = means["trainmon run.log"] / means["tqdm update(1)"]
         floor_cpu = means["trainmon run.log"] / means["list.append"]
         verdict = "met" if ratio <= 1.5 else "NOT met"
-        print(f"\ntarget run.log <= 1.5x tqdm update(1): median {ratio:.2f}x -> {verdict}; "
-              f"CPU incl. the flusher's batching and encoding {amortized:.2f}x tqdm, "
-              f"{floor_cpu:.1f}x list.append")  # fmt: skip
+        cpu_verdict = "met" if amortized <= 2 else "NOT met"
+        print(f"\ntarget run.log <= 1.5x tqdm update(1): median {ratio:.2f}x -> {verdict}")
+        print(f"target CPU per logged point, flusher included, <= 2x tqdm: {amortized:.2f}x -> "
+              f"{cpu_verdict} ({floor_cpu:.1f}x list.append)")  # fmt: skip
+    print(f"\na real loop of {steps:,} steps of ~50 us each: {bare:.2f} s bare, {logged:.2f} s "
+          f"logging every step ({100 * (logged / bare - 1):+.1f} % wall time)")  # fmt: skip
     print("\nreference (not this run), median ns/call on 2026-11-29:")
     for name, ns in REFERENCE_NS.items():
         mark = "" if name in loops else "   (not installed)"

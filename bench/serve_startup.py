@@ -99,6 +99,7 @@ def main() -> None:
     print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; {os.cpu_count()} CPUs")
     if not dropped:
         print("note: could not drop the page cache (needs root): the cold row is warm too")
+    print("MLflow's figures: reference, measured on this kind of machine on 2026-11-29 (not run)")
     print(f"{'':28}{'trainmon':>14}{'mlflow (ref)':>16}{'ratio':>10}")
     print(row("ready, cold (s)", [r for r, _, _ in cold], MLFLOW_READY_S, ".2f"))
     print(row("ready, warm (s)", [r for r, _, _ in warm], MLFLOW_READY_S, ".2f"))

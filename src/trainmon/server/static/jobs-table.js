@@ -242,6 +242,7 @@ export class JobsTable {
       return row;
     });
     this.rows.replaceChildren(...rows);
+    performance.mark("trainmon:table"); // benches time "the page shows its data" by it
     this.nextCursor = body.nextCursor;
     this.prev.disabled = this.cursors.length <= 1;
     this.next.disabled = !body.nextCursor;
